@@ -1,0 +1,994 @@
+/**
+ * An IA-32 pCPU: the interpreter core.
+ *
+ * Models Intel SDM Vol. 3A: real mode and 32-bit protected mode (ch. 3
+ * segmentation with descriptor caches, ch. 4 32-bit paging through a
+ * software TLB, ch. 5 protection, ch. 6 interrupts and exceptions), and the
+ * Vol. 2 integer instruction set (handlers in ops/).
+ *
+ * Speed is designed in:
+ * - registers live in one Int32Array with 16/8-bit views over the same bytes;
+ * - arithmetic flags are lazy (the last ALU op's operands and result are
+ *   kept; a flag is computed only when read, see flags.ts);
+ * - every memory access goes through a software TLB mapping a linear page
+ *   straight to an index into machine RAM, with permission bits checked in
+ *   one mask compare (paging.ts fills it);
+ * - instruction fetch uses a "fetch window": the range of EIP values whose
+ *   bytes sit in the current RAM page and inside the CS limit;
+ * - `run(budget)` is a plain loop over a 256-entry handler table: it
+ *   allocates nothing and never calls Effect. Faults are thrown as one
+ *   preallocated sentinel and caught once per fault, not per instruction.
+ *
+ * Invariants: 32-bit values are kept as int32 (`| 0`), 16/8-bit values as
+ * unsigned; `eip` is an int32; all guest-reachable paths end in an
+ * architectural fault, never a host exception.
+ */
+import type { AccessSize, IoPorts, PhysicalMemory } from "./bus.ts"
+import { FAULT } from "./fault.ts"
+import { lazyFlags, setLazy } from "./flags.ts"
+import { dispatchFault, handleEvents } from "./interrupts.ts"
+import { costClassTable } from "./opcodes.ts"
+import { oneByteOps } from "./ops/table.ts"
+import {
+  TLB_LIST_SIZE,
+  TLB_MMIO,
+  TLB_NO_USER,
+  TLB_NO_WRITE_S,
+  TLB_NO_WRITE_U,
+  TLB_ROM,
+  TLB_VALID,
+  tlbFill
+} from "./paging.ts"
+import {
+  AR_DB,
+  AR_P,
+  AR_S,
+  AR_UNUSABLE,
+  CR0_ET,
+  CR0_PE,
+  CR0_PG,
+  CS,
+  DS,
+  EBP,
+  ES,
+  ESP,
+  F_ARITH,
+  F_IF,
+  FS,
+  GP,
+  GS,
+  SS,
+  SSF,
+  TYPE_CODE,
+  TYPE_EXPAND_DOWN,
+  TYPE_RW
+} from "./regs.ts"
+import { type CpuState, RunExit, type SegmentState } from "./state.ts"
+
+export { FAULT }
+
+/** Cost class of every opcode (index: opcode, or 256 + opcode for 0F xx). */
+const COST_CLASS = costClassTable()
+
+export class Cpu {
+  readonly mem: PhysicalMemory
+  readonly io: IoPorts
+  readonly ram: Uint8Array
+  readonly dv: DataView
+
+  // ---- general registers (one buffer, three views) ----
+  readonly r32 = new Int32Array(8)
+  readonly r16 = new Uint16Array(this.r32.buffer)
+  readonly r8 = new Uint8Array(this.r32.buffer)
+  eip = 0
+
+  // ---- EFLAGS: `flags` holds every bit; the arithmetic ones are stale while ccOp != 0 ----
+  flags = 2
+  ccOp = 0
+  ccDst = 0
+  ccSrc1 = 0
+  ccSrc2 = 0
+  ccMask = 0
+  ccSign = 0
+  ccCarry = 0
+
+  // ---- segment registers: selector + hidden descriptor cache ----
+  readonly segSel = new Uint16Array(6)
+  readonly segBase = new Int32Array(6)
+  readonly segLimit = new Float64Array(6)
+  readonly segAccess = new Int32Array(6)
+  /** Largest offset+size-1 that passes the fast read / write check, or -1 to force the slow check. */
+  readonly segLimR = new Float64Array(6)
+  readonly segLimW = new Float64Array(6)
+  ldtr: SegmentState = { selector: 0, base: 0, limit: 0xffff, access: 0x82 }
+  tr: SegmentState = { selector: 0, base: 0, limit: 0xffff, access: 0x8b }
+  gdtrBase = 0
+  gdtrLimit = 0xffff
+  idtrBase = 0
+  idtrLimit = 0x3ff
+
+  // ---- control, debug and model-specific registers ----
+  cr0 = CR0_ET
+  cr2 = 0
+  cr3 = 0
+  cr4 = 0
+  readonly dr = new Int32Array(8)
+  apicBase = 0xfee00900
+  sysenterCs = 0
+  sysenterEsp = 0
+  sysenterEip = 0
+  tscOffset = 0
+
+  // ---- cached mode ----
+  cpl = 0
+  /** CR0.PE */
+  pe = false
+  /** CR0.PG */
+  pg = false
+  /** CS.D: default operand and address size is 32 */
+  csD = false
+  /** SS.B: the stack pointer is ESP (else SP) */
+  ssB = false
+  a20Mask = -1
+
+  // ---- the instruction being decoded ----
+  startEip = 0
+  o32 = false
+  a32 = false
+  segOvr = -1
+  /** 0, 0xF2 (REPNE) or 0xF3 (REP/REPE) */
+  rep = 0
+  lock = false
+  ea = 0
+  eaSeg = DS
+  /** Read-modify-write target: a register index (>= 0) or -1 for memory at rmwLin. */
+  rmwReg = 0
+  rmwLin = 0
+
+  // ---- software TLB: linear page -> (machine page | TLB_* flags) ----
+  readonly tlb = new Int32Array(1 << 20)
+  readonly tlbList = new Int32Array(TLB_LIST_SIZE)
+  tlbCount = 0
+  rMask = TLB_VALID | TLB_MMIO
+  wMask = TLB_VALID | TLB_MMIO | TLB_ROM | TLB_NO_WRITE_S
+  /** Set by xlate: the translated address is MMIO (or ROM, for a write). */
+  xmmio = false
+
+  // ---- fetch window: EIPs in [fetchLo, fetchHi] are at ram[fetchDelta + eip] ----
+  fetchLo = 1
+  fetchHi = 0
+  fetchDelta = 0
+  csBase = 0
+  csLimit = 0xffff
+
+  // ---- events between instructions ----
+  eventPending = false
+  halted = false
+  intrLine = false
+  nmiPending = false
+  nmiBlocked = false
+  intShadow = false
+  tfTrap = false
+  stopRequested = false
+  isShutdown = false
+  /** A RunExit the next event check returns (VM exit, trap), or -1. */
+  exitCode = -1
+  /** Interrupt acknowledge: the interrupt controller returns the vector of the INTR being taken. */
+  acknowledge: () => number = () => 0xff
+
+  // ---- the fault being raised ----
+  excVector = 0
+  /** Error code, or -1 when the exception has none. */
+  excError = -1
+
+  // ---- accounting ----
+  instructions = 0
+  cycles = 0
+  /** Simulated cycles charged per opcode (index: opcode, or 256 + opcode for 0F xx); 1 until a profile is set. */
+  readonly opCycles = new Int32Array(512).fill(1)
+  /** Extra cycles per TLB-miss page walk (the cost profile sets it). */
+  walkCost = 0
+  /** Initial APIC ID, reported by CPUID.1:EBX[31:24]. */
+  apicId = 0
+  /** CPUID.1:ECX.VMX: set on pCPUs that have the VT-x-like extension. */
+  vmxSupported = false
+
+  constructor(memory: PhysicalMemory, io: IoPorts) {
+    this.mem = memory
+    this.io = io
+    this.ram = memory.ram
+    this.dv = new DataView(memory.ram.buffer, memory.ram.byteOffset, memory.ram.byteLength)
+    this.reset()
+  }
+
+  /** Power-on / RESET state (SDM Vol. 3A 9.1.1, table 9-1): real mode at F000:FFF0. */
+  reset(): void {
+    this.r32.fill(0)
+    this.r32[2] = 0x00000600 // EDX: family/model/stepping signature placeholder (486-class)
+    this.eip = 0xfff0
+    this.flags = 2
+    this.ccOp = 0
+    this.cr0 = CR0_ET | (1 << 30) | (1 << 29)
+    this.cr2 = 0
+    this.cr3 = 0
+    this.cr4 = 0
+    this.dr.fill(0)
+    this.dr[6] = 0xffff0ff0 | 0
+    this.dr[7] = 0x400
+    this.gdtrBase = 0
+    this.gdtrLimit = 0xffff
+    this.idtrBase = 0
+    this.idtrLimit = 0xffff
+    this.ldtr = { selector: 0, base: 0, limit: 0xffff, access: 0x82 }
+    this.tr = { selector: 0, base: 0, limit: 0xffff, access: 0x8b }
+    for (let s = 0; s < 6; s++) this.loadSegCache(s, 0, 0, 0xffff, 0x93)
+    this.loadSegCache(CS, 0xf000, 0xffff0000 | 0, 0xffff, 0x9b)
+    this.halted = false
+    this.intrLine = false
+    this.nmiPending = false
+    this.nmiBlocked = false
+    this.intShadow = false
+    this.tfTrap = false
+    this.isShutdown = false
+    this.exitCode = -1
+    this.a20Mask = -1
+    this.updateMode()
+  }
+
+  // ======================================================================
+  // run loop
+  // ======================================================================
+
+  /**
+   * Execute up to `budget` instructions, or until HLT with nothing to wake
+   * it, shutdown, a VM exit / trap, or a stop request. Returns why.
+   */
+  run(budget: number): RunExit {
+    let n = 0
+    const ops = oneByteOps
+    const opCycles = this.opCycles
+    while (n < budget) {
+      if (this.eventPending) {
+        const exit = handleEvents(this)
+        if (exit >= 0) {
+          this.instructions += n
+          return exit as RunExit
+        }
+      }
+      try {
+        while (n < budget && !this.eventPending) {
+          n++
+          this.startEip = this.eip
+          this.o32 = this.a32 = this.csD
+          this.segOvr = -1
+          this.rep = 0
+          this.lock = false
+          const op = this.fetch8()
+          this.cycles += opCycles[op]!
+          ops[op]!(this)
+        }
+      } catch (e) {
+        if (e !== FAULT) throw e
+        this.eip = this.startEip
+        dispatchFault(this)
+      }
+    }
+    this.instructions += n
+    return RunExit.Budget
+  }
+
+  /** Install a cost profile: cycles per cost class (see cost-class.ts) and per page walk. */
+  setCosts(perClass: ArrayLike<number>, walkCycles: number): void {
+    for (let op = 0; op < 512; op++) this.opCycles[op] = perClass[COST_CLASS[op]!] ?? 1
+    this.walkCost = walkCycles
+  }
+
+  /** Ask `run` to return at the next instruction boundary. */
+  requestStop(): void {
+    this.stopRequested = true
+    this.eventPending = true
+  }
+
+  /** Level of the INTR pin (an interrupt controller drives it). */
+  setIntr(level: boolean): void {
+    this.intrLine = level
+    if (level) this.eventPending = true
+  }
+
+  /** Edge on the NMI pin. */
+  raiseNmi(): void {
+    this.nmiPending = true
+    this.eventPending = true
+  }
+
+  /** Raise an architectural fault: the current instruction is abandoned. */
+  fault(vector: number, error = -1): never {
+    this.excVector = vector
+    this.excError = error
+    throw FAULT
+  }
+
+  // ======================================================================
+  // EFLAGS
+  // ======================================================================
+
+  /** The full EFLAGS value (materializes the lazy arithmetic flags). */
+  getFlags(): number {
+    if (this.ccOp !== 0) {
+      this.flags = (this.flags & ~F_ARITH) | lazyFlags(this)
+      this.ccOp = 0
+    }
+    return this.flags
+  }
+
+  /** Replace EFLAGS (caller applies the privilege rules). Bit 1 always reads 1. */
+  setFlags(value: number): void {
+    this.flags = (value & ~0x8028) | 2
+    this.ccOp = 0
+    this.eventPending = true
+  }
+
+  /** Set only the arithmetic flags from `value`, leaving the rest. */
+  setArith(value: number): void {
+    this.flags = (this.getFlags() & ~F_ARITH) | (value & F_ARITH)
+  }
+
+  setLazy(op: number, dst: number, src1: number, src2: number, size: AccessSize): void {
+    setLazy(this, op, dst, src1, src2, size)
+  }
+
+  // ======================================================================
+  // mode and segment caches
+  // ======================================================================
+
+  /** Recompute cached mode bits after CR0/CR4 changes or a state load (CPL = SS.DPL, SDM 5.5). */
+  updateMode(): void {
+    this.pe = (this.cr0 & CR0_PE) !== 0
+    this.pg = this.pe && (this.cr0 & CR0_PG) !== 0
+    this.setCpl(this.pe ? (this.segAccess[SS]! >> 5) & 3 : 0)
+  }
+
+  /** Change the current privilege level (far transfers, interrupts, IRET, SYSENTER/SYSEXIT). */
+  setCpl(cpl: number): void {
+    this.cpl = cpl
+    const user = cpl === 3
+    this.rMask = TLB_VALID | TLB_MMIO | (user ? TLB_NO_USER : 0)
+    this.wMask = TLB_VALID | TLB_MMIO | TLB_ROM | (user ? TLB_NO_USER | TLB_NO_WRITE_U : TLB_NO_WRITE_S)
+    for (let s = 0; s < 6; s++) this.computeSegFast(s)
+    this.invalidateFetch()
+  }
+
+  /** Fill a segment register's hidden cache (no checks: callers check). */
+  loadSegCache(seg: number, selector: number, base: number, limit: number, access: number): void {
+    this.segSel[seg] = selector
+    this.segBase[seg] = base | 0
+    this.segLimit[seg] = limit >>> 0
+    this.segAccess[seg] = access
+    if (seg === CS) {
+      this.csBase = base | 0
+      this.csLimit = limit >>> 0
+      this.csD = (access & AR_DB) !== 0
+      this.invalidateFetch()
+    } else if (seg === SS) {
+      this.ssB = (access & AR_DB) !== 0
+    }
+    this.computeSegFast(seg)
+  }
+
+  /** Real-mode segment load: base = selector * 16, attributes kept (SDM 20.1.1). */
+  loadSegReal(seg: number, selector: number): void {
+    selector &= 0xffff
+    this.loadSegCache(seg, selector, selector << 4, this.segLimit[seg]!, this.segAccess[seg]! & ~AR_UNUSABLE)
+  }
+
+  private computeSegFast(seg: number): void {
+    const ar = this.segAccess[seg]!
+    const limit = this.segLimit[seg]!
+    let r = -1
+    let w = -1
+    const expandDown = (ar & TYPE_CODE) === 0 && (ar & TYPE_EXPAND_DOWN) !== 0
+    if (!expandDown) {
+      if (!this.pe) {
+        r = limit
+        w = limit
+      } else if ((ar & AR_S) !== 0 && (ar & AR_P) !== 0 && (ar & AR_UNUSABLE) === 0) {
+        if ((ar & TYPE_CODE) !== 0) {
+          r = (ar & TYPE_RW) !== 0 ? limit : -1
+        } else {
+          r = limit
+          w = (ar & TYPE_RW) !== 0 ? limit : -1
+        }
+      }
+    }
+    this.segLimR[seg] = r
+    this.segLimW[seg] = w
+  }
+
+  /**
+   * The full segment check for an access that missed the fast path
+   * (SDM Vol. 3A 5.3 limit checking, 5.4 type checking): expand-down
+   * segments, null selectors, read/write permission.
+   */
+  segCheckSlow(seg: number, offset: number, size: number, write: boolean): void {
+    const ar = this.segAccess[seg]!
+    const vector = seg === SS ? SSF : GP
+    if (this.pe) {
+      if ((ar & AR_UNUSABLE) !== 0) this.fault(GP, 0)
+      const code = (ar & TYPE_CODE) !== 0
+      if (write ? code || (ar & TYPE_RW) === 0 : code && (ar & TYPE_RW) === 0) this.fault(GP, 0)
+    }
+    const first = offset >>> 0
+    const last = first + size - 1
+    const limit = this.segLimit[seg]!
+    if (!(ar & TYPE_CODE) && ar & TYPE_EXPAND_DOWN) {
+      const upper = ar & AR_DB ? 0xffffffff : 0xffff
+      if (first <= limit || last > upper) this.fault(vector, 0)
+    } else if (last > limit) {
+      this.fault(vector, 0)
+    }
+  }
+
+  // ======================================================================
+  // TLB and linear-address accesses
+  // ======================================================================
+
+  /** Drop cached translations; `keepGlobal` keeps CR4.PGE global pages (a CR3 load). */
+  flushTlb(keepGlobal: boolean): void {
+    const tlb = this.tlb
+    if (this.tlbCount >= TLB_LIST_SIZE) {
+      tlb.fill(0)
+      this.tlbCount = 0
+    } else {
+      let kept = 0
+      for (let i = 0; i < this.tlbCount; i++) {
+        const page = this.tlbList[i]!
+        if (keepGlobal && (tlb[page]! & 0x800) !== 0) this.tlbList[kept++] = page
+        else tlb[page] = 0
+      }
+      this.tlbCount = kept
+    }
+    this.invalidateFetch()
+  }
+
+  /** INVLPG: drop one page's translation. */
+  flushTlbPage(linear: number): void {
+    this.tlb[linear >>> 12] = 0
+    this.invalidateFetch()
+  }
+
+  invalidateFetch(): void {
+    this.fetchLo = 1
+    this.fetchHi = 0
+  }
+
+  /**
+   * Translate a linear address for an access, filling the TLB (and raising
+   * #PF) as needed. Returns the machine address; `xmmio` says whether it
+   * must go through the bus.
+   */
+  xlate(linear: number, write: boolean, user: boolean): number {
+    let e = this.tlb[linear >>> 12]!
+    const need = write ? (user ? TLB_NO_USER | TLB_NO_WRITE_U : TLB_NO_WRITE_S) : user ? TLB_NO_USER : 0
+    if ((e & (TLB_VALID | need)) !== TLB_VALID) e = tlbFill(this, linear, write, user)
+    this.xmmio = (e & (TLB_MMIO | (write ? TLB_ROM : 0))) !== 0
+    return ((e & ~0xfff) | (linear & 0xfff)) >>> 0
+  }
+
+  ld8(lin: number): number {
+    const e = this.tlb[lin >>> 12]!
+    if ((e & this.rMask) === TLB_VALID) return this.ram[(e & ~0xfff) | (lin & 0xfff)]!
+    return this.ldSlow(lin, 1, this.cpl === 3)
+  }
+
+  ld16(lin: number): number {
+    const e = this.tlb[lin >>> 12]!
+    if ((e & this.rMask) === TLB_VALID && (lin & 0xfff) !== 0xfff)
+      return this.dv.getUint16((e & ~0xfff) | (lin & 0xfff), true)
+    return this.ldSlow(lin, 2, this.cpl === 3)
+  }
+
+  ld32(lin: number): number {
+    const e = this.tlb[lin >>> 12]!
+    if ((e & this.rMask) === TLB_VALID && (lin & 0xfff) <= 0xffc)
+      return this.dv.getInt32((e & ~0xfff) | (lin & 0xfff), true)
+    return this.ldSlow(lin, 4, this.cpl === 3)
+  }
+
+  st8(lin: number, v: number): void {
+    const e = this.tlb[lin >>> 12]!
+    if ((e & this.wMask) === TLB_VALID) this.ram[(e & ~0xfff) | (lin & 0xfff)] = v
+    else this.stSlow(lin, 1, v, this.cpl === 3)
+  }
+
+  st16(lin: number, v: number): void {
+    const e = this.tlb[lin >>> 12]!
+    if ((e & this.wMask) === TLB_VALID && (lin & 0xfff) !== 0xfff)
+      this.dv.setUint16((e & ~0xfff) | (lin & 0xfff), v, true)
+    else this.stSlow(lin, 2, v, this.cpl === 3)
+  }
+
+  st32(lin: number, v: number): void {
+    const e = this.tlb[lin >>> 12]!
+    if ((e & this.wMask) === TLB_VALID && (lin & 0xfff) <= 0xffc)
+      this.dv.setInt32((e & ~0xfff) | (lin & 0xfff), v, true)
+    else this.stSlow(lin, 4, v, this.cpl === 3)
+  }
+
+  ldSize(lin: number, size: AccessSize): number {
+    return size === 1 ? this.ld8(lin) : size === 2 ? this.ld16(lin) : this.ld32(lin)
+  }
+
+  stSize(lin: number, size: AccessSize, v: number): void {
+    if (size === 1) this.st8(lin, v)
+    else if (size === 2) this.st16(lin, v)
+    else this.st32(lin, v)
+  }
+
+  /** Supervisor-mode ("implicit") accesses: descriptor tables, TSS, IDT (SDM 5.5). */
+  sysLd8(lin: number): number {
+    return this.ldSlow(lin, 1, false)
+  }
+  sysLd16(lin: number): number {
+    return this.ldSlow(lin, 2, false)
+  }
+  sysLd32(lin: number): number {
+    return this.ldSlow(lin, 4, false)
+  }
+  sysSt8(lin: number, v: number): void {
+    this.stSlow(lin, 1, v, false)
+  }
+  sysSt32(lin: number, v: number): void {
+    this.stSlow(lin, 4, v, false)
+  }
+
+  private physRead8(addr: number, mmio: boolean): number {
+    return mmio ? this.mem.read(addr, 1) & 0xff : this.ram[addr]!
+  }
+
+  ldSlow(lin: number, size: AccessSize, user: boolean): number {
+    lin |= 0
+    const off = lin & 0xfff
+    if (off + size > 0x1000) {
+      const a = this.xlate(lin, false, user)
+      const ma = this.xmmio
+      const b = this.xlate((lin | 0xfff) + 1, false, user)
+      const mb = this.xmmio
+      let v = 0
+      for (let i = 0; i < size; i++) {
+        const o = off + i
+        v |= (o < 0x1000 ? this.physRead8(a + i, ma) : this.physRead8(b + (o - 0x1000), mb)) << (8 * i)
+      }
+      return v
+    }
+    const addr = this.xlate(lin, false, user)
+    if (this.xmmio) {
+      const v = this.mem.read(addr, size)
+      return size === 4 ? v | 0 : size === 2 ? v & 0xffff : v & 0xff
+    }
+    return size === 1 ? this.ram[addr]! : size === 2 ? this.dv.getUint16(addr, true) : this.dv.getInt32(addr, true)
+  }
+
+  stSlow(lin: number, size: AccessSize, v: number, user: boolean): void {
+    lin |= 0
+    const off = lin & 0xfff
+    if (off + size > 0x1000) {
+      // translate both pages before writing anything: a fault leaves memory untouched
+      const a = this.xlate(lin, true, user)
+      const ma = this.xmmio
+      const b = this.xlate((lin | 0xfff) + 1, true, user)
+      const mb = this.xmmio
+      for (let i = 0; i < size; i++) {
+        const o = off + i
+        const byte = (v >>> (8 * i)) & 0xff
+        const addr = o < 0x1000 ? a + i : b + (o - 0x1000)
+        if (o < 0x1000 ? ma : mb) this.mem.write(addr, 1, byte)
+        else this.ram[addr] = byte
+      }
+      return
+    }
+    const addr = this.xlate(lin, true, user)
+    if (this.xmmio) this.mem.write(addr, size, size === 4 ? v >>> 0 : size === 2 ? v & 0xffff : v & 0xff)
+    else if (size === 1) this.ram[addr] = v
+    else if (size === 2) this.dv.setUint16(addr, v, true)
+    else this.dv.setInt32(addr, v, true)
+  }
+
+  // ======================================================================
+  // segment-relative accesses
+  // ======================================================================
+
+  /** Linear address of seg:offset for a read of `size` bytes, after the segment checks. */
+  linR(seg: number, offset: number, size: number): number {
+    if ((offset >>> 0) + size - 1 > this.segLimR[seg]!) this.segCheckSlow(seg, offset, size, false)
+    return (this.segBase[seg]! + offset) & this.a20Mask
+  }
+
+  /** Linear address of seg:offset for a write of `size` bytes, after the segment checks. */
+  linW(seg: number, offset: number, size: number): number {
+    if ((offset >>> 0) + size - 1 > this.segLimW[seg]!) this.segCheckSlow(seg, offset, size, true)
+    return (this.segBase[seg]! + offset) & this.a20Mask
+  }
+
+  rd8(seg: number, off: number): number {
+    return this.ld8(this.linR(seg, off, 1))
+  }
+  rd16(seg: number, off: number): number {
+    return this.ld16(this.linR(seg, off, 2))
+  }
+  rd32(seg: number, off: number): number {
+    return this.ld32(this.linR(seg, off, 4))
+  }
+  wr8(seg: number, off: number, v: number): void {
+    this.st8(this.linW(seg, off, 1), v)
+  }
+  wr16(seg: number, off: number, v: number): void {
+    this.st16(this.linW(seg, off, 2), v)
+  }
+  wr32(seg: number, off: number, v: number): void {
+    this.st32(this.linW(seg, off, 4), v)
+  }
+
+  // ======================================================================
+  // instruction fetch
+  // ======================================================================
+
+  fetch8(): number {
+    const e = this.eip
+    if (e >= this.fetchLo && e <= this.fetchHi) {
+      this.eip = e + 1
+      return this.ram[this.fetchDelta + e]!
+    }
+    return this.fetchSlow(1)
+  }
+
+  fetch16(): number {
+    const e = this.eip
+    if (e >= this.fetchLo && e < this.fetchHi) {
+      this.eip = e + 2
+      return this.dv.getUint16(this.fetchDelta + e, true)
+    }
+    return this.fetchSlow(2)
+  }
+
+  fetch32(): number {
+    const e = this.eip
+    if (e >= this.fetchLo && e + 3 <= this.fetchHi) {
+      this.eip = e + 4
+      return this.dv.getInt32(this.fetchDelta + e, true)
+    }
+    return this.fetchSlow(4)
+  }
+
+  /** Sign-extended 8-bit immediate / displacement. */
+  fetch8s(): number {
+    return (this.fetch8() << 24) >> 24
+  }
+
+  /** Byte-at-a-time fetch with CS limit and paging checks; re-establishes the fetch window. */
+  fetchSlow(size: number): number {
+    let v = 0
+    for (let i = 0; i < size; i++) {
+      const eip = this.eip
+      if (eip >>> 0 > this.csLimit) this.fault(GP, 0)
+      if ((eip - this.startEip) >>> 0 >= 15) this.fault(GP, 0) // SDM 2.3.11: at most 15 bytes
+      const lin = (this.csBase + eip) & this.a20Mask
+      const addr = this.xlate(lin, false, this.cpl === 3)
+      let byte: number
+      if (this.xmmio) {
+        byte = this.mem.read(addr, 1) & 0xff
+      } else {
+        byte = this.ram[addr]!
+        const lo = (eip >>> 0) - (lin & 0xfff)
+        let winLo = Math.max(lo, 0)
+        let winHi = Math.min(lo + 0xfff, this.csLimit)
+        // keep the window on one side of the int32 sign boundary
+        if (winLo <= 0x7fffffff && winHi > 0x7fffffff) {
+          if (eip >>> 0 <= 0x7fffffff) winHi = 0x7fffffff
+          else winLo = 0x80000000
+        }
+        this.fetchLo = winLo | 0
+        this.fetchHi = winHi | 0
+        // eip is kept as an int32, and the window never straddles the sign boundary
+        this.fetchDelta = addr - (eip | 0)
+      }
+      v |= byte << (8 * i)
+      this.eip = (eip + 1) | 0
+    }
+    return v
+  }
+
+  // ======================================================================
+  // ModRM effective addresses (SDM Vol. 2A 2.1.5, tables 2-1 and 2-2)
+  // ======================================================================
+
+  /** Decode the memory operand of ModRM byte `m` (mod != 3) into `ea` / `eaSeg`. */
+  decodeEA(m: number): void {
+    if (this.a32) this.decodeEA32(m)
+    else this.decodeEA16(m)
+  }
+
+  private decodeEA16(m: number): void {
+    const mod = m >> 6
+    const r16 = this.r16
+    let seg = DS
+    let off: number
+    switch (m & 7) {
+      case 0:
+        off = r16[6]! + r16[12]!
+        break
+      case 1:
+        off = r16[6]! + r16[14]!
+        break
+      case 2:
+        off = r16[10]! + r16[12]!
+        seg = SS
+        break
+      case 3:
+        off = r16[10]! + r16[14]!
+        seg = SS
+        break
+      case 4:
+        off = r16[12]!
+        break
+      case 5:
+        off = r16[14]!
+        break
+      case 6:
+        if (mod === 0) off = this.fetch16()
+        else {
+          off = r16[10]!
+          seg = SS
+        }
+        break
+      default:
+        off = r16[6]!
+    }
+    if (mod === 1) off += this.fetch8s()
+    else if (mod === 2) off += this.fetch16()
+    this.ea = off & 0xffff
+    this.eaSeg = this.segOvr >= 0 ? this.segOvr : seg
+  }
+
+  private decodeEA32(m: number): void {
+    const mod = m >> 6
+    const rm = m & 7
+    const r32 = this.r32
+    let seg = DS
+    let off: number
+    if (rm === 4) {
+      const sib = this.fetch8()
+      const base = sib & 7
+      const index = (sib >> 3) & 7
+      if (base === 5 && mod === 0) off = this.fetch32()
+      else {
+        off = r32[base]!
+        if (base === ESP || base === EBP) seg = SS
+      }
+      if (index !== 4) off += r32[index]! << (sib >> 6)
+    } else if (rm === 5 && mod === 0) {
+      off = this.fetch32()
+    } else {
+      off = r32[rm]!
+      if (rm === EBP) seg = SS
+    }
+    if (mod === 1) off += this.fetch8s()
+    else if (mod === 2) off += this.fetch32()
+    this.ea = off | 0
+    this.eaSeg = this.segOvr >= 0 ? this.segOvr : seg
+  }
+
+  // ======================================================================
+  // registers by operand size
+  // ======================================================================
+
+  /** 8-bit register `i` (AL CL DL BL AH CH DH BH) as an index into r8. */
+  static r8index(i: number): number {
+    return i < 4 ? i << 2 : ((i - 4) << 2) + 1
+  }
+
+  getReg(size: AccessSize, i: number): number {
+    return size === 4 ? this.r32[i]! : size === 2 ? this.r16[i << 1]! : this.r8[i < 4 ? i << 2 : ((i - 4) << 2) + 1]!
+  }
+
+  setReg(size: AccessSize, i: number, v: number): void {
+    if (size === 4) this.r32[i] = v
+    else if (size === 2) this.r16[i << 1] = v
+    else this.r8[i < 4 ? i << 2 : ((i - 4) << 2) + 1] = v
+  }
+
+  /** Read the r/m operand of ModRM `m` (register or memory). */
+  readRM(m: number, size: AccessSize): number {
+    if (m >= 0xc0) return this.getReg(size, m & 7)
+    this.decodeEA(m)
+    return this.ldSize(this.linR(this.eaSeg, this.ea, size), size)
+  }
+
+  /** Write the r/m operand of ModRM `m` (decodes the address: do not mix with readRM). */
+  writeRM(m: number, size: AccessSize, v: number): void {
+    if (m >= 0xc0) this.setReg(size, m & 7, v)
+    else {
+      this.decodeEA(m)
+      this.stSize(this.linW(this.eaSeg, this.ea, size), size, v)
+    }
+  }
+
+  /** Begin a read-modify-write of the r/m operand; finish with rmwEnd. */
+  rmwBegin(m: number, size: AccessSize): number {
+    if (m >= 0xc0) {
+      this.rmwReg = m & 7
+      return this.getReg(size, m & 7)
+    }
+    this.decodeEA(m)
+    this.rmwReg = -1
+    const lin = this.linW(this.eaSeg, this.ea, size)
+    this.rmwLin = lin
+    return this.ldSize(lin, size)
+  }
+
+  rmwEnd(size: AccessSize, v: number): void {
+    if (this.rmwReg >= 0) this.setReg(size, this.rmwReg, v)
+    else this.stSize(this.rmwLin, size, v)
+  }
+
+  // ======================================================================
+  // stack (SS:ESP or SS:SP per SS.B)
+  // ======================================================================
+
+  get sp(): number {
+    return this.ssB ? this.r32[ESP]! : this.r16[ESP << 1]!
+  }
+
+  /** Set the stack pointer, keeping ESP's upper half when the stack is 16-bit. */
+  setSp(v: number): void {
+    if (this.ssB) this.r32[ESP] = v
+    else this.r16[ESP << 1] = v
+  }
+
+  /** Offset `delta` bytes from the stack pointer, wrapped to the stack's width. */
+  spPlus(delta: number): number {
+    return this.ssB ? (this.r32[ESP]! + delta) | 0 : (this.r16[ESP << 1]! + delta) & 0xffff
+  }
+
+  push16(v: number): void {
+    const sp = this.spPlus(-2)
+    this.st16(this.linW(SS, sp, 2), v)
+    this.setSp(sp)
+  }
+
+  push32(v: number): void {
+    const sp = this.spPlus(-4)
+    this.st32(this.linW(SS, sp, 4), v)
+    this.setSp(sp)
+  }
+
+  pushV(v: number): void {
+    if (this.o32) this.push32(v)
+    else this.push16(v)
+  }
+
+  pop16(): number {
+    const sp = this.sp
+    const v = this.ld16(this.linR(SS, sp, 2))
+    this.setSp(this.spPlus(2))
+    return v
+  }
+
+  pop32(): number {
+    const sp = this.sp
+    const v = this.ld32(this.linR(SS, sp, 4))
+    this.setSp(this.spPlus(4))
+    return v
+  }
+
+  popV(): number {
+    return this.o32 ? this.pop32() : this.pop16()
+  }
+
+  /** Read the stack at `delta` bytes above the stack pointer without popping. */
+  peek(delta: number, size: 2 | 4): number {
+    const off = this.spPlus(delta)
+    return size === 4 ? this.ld32(this.linR(SS, off, 4)) : this.ld16(this.linR(SS, off, 2))
+  }
+
+  // ======================================================================
+  // state record (snapshots, tests, conformance)
+  // ======================================================================
+
+  private segState(seg: number): SegmentState {
+    return {
+      selector: this.segSel[seg]!,
+      base: this.segBase[seg]! >>> 0,
+      limit: this.segLimit[seg]!,
+      access: this.segAccess[seg]!
+    }
+  }
+
+  getState(): CpuState {
+    const r = this.r32
+    return {
+      eax: r[0]! >>> 0,
+      ecx: r[1]! >>> 0,
+      edx: r[2]! >>> 0,
+      ebx: r[3]! >>> 0,
+      esp: r[4]! >>> 0,
+      ebp: r[5]! >>> 0,
+      esi: r[6]! >>> 0,
+      edi: r[7]! >>> 0,
+      eip: this.eip >>> 0,
+      eflags: this.getFlags() >>> 0,
+      es: this.segState(ES),
+      cs: this.segState(CS),
+      ss: this.segState(SS),
+      ds: this.segState(DS),
+      fs: this.segState(FS),
+      gs: this.segState(GS),
+      ldtr: { ...this.ldtr },
+      tr: { ...this.tr },
+      gdtr: { base: this.gdtrBase >>> 0, limit: this.gdtrLimit },
+      idtr: { base: this.idtrBase >>> 0, limit: this.idtrLimit },
+      cr0: this.cr0 >>> 0,
+      cr2: this.cr2 >>> 0,
+      cr3: this.cr3 >>> 0,
+      cr4: this.cr4 >>> 0,
+      dr: Array.from(this.dr, (d) => d >>> 0),
+      tsc: this.cycles + this.tscOffset,
+      msr: {
+        apicBase: this.apicBase >>> 0,
+        sysenterCs: this.sysenterCs >>> 0,
+        sysenterEsp: this.sysenterEsp >>> 0,
+        sysenterEip: this.sysenterEip >>> 0
+      },
+      halted: this.halted,
+      a20: this.a20Mask === -1
+    }
+  }
+
+  setState(s: CpuState): void {
+    const r = this.r32
+    r[0] = s.eax
+    r[1] = s.ecx
+    r[2] = s.edx
+    r[3] = s.ebx
+    r[4] = s.esp
+    r[5] = s.ebp
+    r[6] = s.esi
+    r[7] = s.edi
+    this.eip = s.eip | 0
+    this.cr0 = s.cr0 | 0
+    this.cr2 = s.cr2 | 0
+    this.cr3 = s.cr3 | 0
+    this.cr4 = s.cr4 | 0
+    for (let i = 0; i < 8; i++) this.dr[i] = s.dr[i] ?? 0
+    this.gdtrBase = s.gdtr.base | 0
+    this.gdtrLimit = s.gdtr.limit & 0xffff
+    this.idtrBase = s.idtr.base | 0
+    this.idtrLimit = s.idtr.limit & 0xffff
+    this.ldtr = { ...s.ldtr }
+    this.tr = { ...s.tr }
+    this.pe = (this.cr0 & CR0_PE) !== 0
+    const segs = [s.es, s.cs, s.ss, s.ds, s.fs, s.gs]
+    for (let i = 0; i < 6; i++) {
+      const g = segs[i]!
+      this.loadSegCache(i, g.selector, g.base, g.limit, g.access)
+    }
+    this.flags = (s.eflags & ~0x8028) | 2
+    this.ccOp = 0
+    this.tscOffset = s.tsc - this.cycles
+    this.apicBase = s.msr.apicBase | 0
+    this.sysenterCs = s.msr.sysenterCs | 0
+    this.sysenterEsp = s.msr.sysenterEsp | 0
+    this.sysenterEip = s.msr.sysenterEip | 0
+    this.halted = s.halted
+    this.a20Mask = s.a20 ? -1 : ~(1 << 20)
+    this.intShadow = false
+    this.tfTrap = false
+    this.eventPending = true
+    this.flushTlb(false)
+    this.updateMode()
+  }
+
+  /** IF is set. */
+  get interruptsEnabled(): boolean {
+    return (this.flags & F_IF) !== 0
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * 32-bit paging and the software TLB (Intel SDM Vol. 3A 4.3 "32-bit
+ * paging", 4.6 access rights, 4.7 page-fault exceptions, 4.8 accessed and
+ * dirty flags, 4.10 TLBs).
+ *
+ * The TLB maps a linear page number to `machine page address | flags`. A
+ * valid entry already encodes every permission question the fast path asks:
+ *
+ *   TLB_VALID       the translation is cached
+ *   TLB_NO_USER     a CPL 3 access must fault (U/S = 0 somewhere on the walk)
+ *   TLB_NO_WRITE_U  a CPL 3 write must take the slow path (read-only, or D = 0)
+ *   TLB_NO_WRITE_S  a supervisor write must take the slow path (read-only with
+ *                   CR0.WP = 1, or D = 0 so the walk sets it)
+ *   TLB_ROM         writes go to the bus (ROM)
+ *   TLB_MMIO        every access goes to the bus
+ *   TLB_GLOBAL      kept across CR3 loads (CR4.PGE and G = 1)
+ *
+ * Machine address = entry & ~0xFFF | offset. With paging off the walk is the
+ * identity (plus the A20 mask).
+ */
+import { PageKind } from "./bus.ts"
+import type { Cpu } from "./cpu.ts"
+import { CR0_WP, CR4_PGE, CR4_PSE, PF } from "./regs.ts"
+
+export const TLB_VALID = 1 << 0
+export const TLB_NO_USER = 1 << 1
+export const TLB_NO_WRITE_U = 1 << 2
+export const TLB_NO_WRITE_S = 1 << 3
+export const TLB_ROM = 1 << 4
+export const TLB_MMIO = 1 << 5
+export const TLB_GLOBAL = 1 << 11
+
+/** Entries remembered for a selective flush; past this a flush clears the whole table. */
+export const TLB_LIST_SIZE = 8192
+
+// Page-table entry bits (SDM table 4-5, 4-6).
+const PTE_P = 1 << 0
+const PTE_RW = 1 << 1
+const PTE_US = 1 << 2
+const PTE_A = 1 << 5
+const PTE_D = 1 << 6
+const PTE_PS = 1 << 7
+const PTE_G = 1 << 8
+
+/** Page-fault error code bits (SDM 4.7). */
+export const PFEC_P = 1
+export const PFEC_W = 2
+export const PFEC_U = 4
+
+function install(c: Cpu, page: number, entry: number): number {
+  if (c.tlb[page] === 0) {
+    if (c.tlbCount < c.tlbList.length) c.tlbList[c.tlbCount] = page
+    c.tlbCount++
+  }
+  c.tlb[page] = entry
+  return entry
+}
+
+function pageFault(c: Cpu, linear: number, error: number): never {
+  c.cr2 = linear | 0
+  return c.fault(PF, error)
+}
+
+function kindBits(c: Cpu, machine: number): number {
+  const kind = c.mem.pageKind(machine >>> 12)
+  return kind === PageKind.Ram ? 0 : kind === PageKind.Rom ? TLB_ROM : TLB_MMIO
+}
+
+function physLd32(c: Cpu, addr: number): number {
+  addr >>>= 0
+  if (c.mem.pageKind(addr >>> 12) === PageKind.Mmio) return c.mem.read(addr, 4) | 0
+  return c.dv.getInt32(addr, true)
+}
+
+function physSt32(c: Cpu, addr: number, v: number): void {
+  addr >>>= 0
+  if (c.mem.pageKind(addr >>> 12) === PageKind.Ram) c.dv.setInt32(addr, v, true)
+}
+
+/**
+ * Fill the TLB entry for `linear` for an access of the given kind, walking
+ * the page tables and raising #PF (CR2 = linear) when the access is not
+ * allowed. Returns the installed entry.
+ */
+export function tlbFill(c: Cpu, linear: number, write: boolean, user: boolean): number {
+  const page = linear >>> 12
+  if (!c.pg) {
+    const machine = (linear & c.a20Mask & ~0xfff) >>> 0
+    return install(c, page, machine | TLB_VALID | kindBits(c, machine))
+  }
+  c.cycles += c.walkCost
+  const pdeAddr = ((c.cr3 & ~0xfff) | ((linear >>> 20) & 0xffc)) >>> 0
+  const pde = physLd32(c, pdeAddr)
+  const errBase = (write ? PFEC_W : 0) | (user ? PFEC_U : 0)
+  if ((pde & PTE_P) === 0) pageFault(c, linear, errBase)
+  let machine: number
+  let rights: number
+  let dirty: boolean
+  let global: boolean
+  if ((pde & PTE_PS) !== 0 && (c.cr4 & CR4_PSE) !== 0) {
+    // 4 MiB page (PSE): the PDE maps it directly
+    rights = pde
+    checkRights(c, linear, rights, write, user, errBase)
+    const updated = pde | PTE_A | (write ? PTE_D : 0)
+    if (updated !== pde) physSt32(c, pdeAddr, updated)
+    machine = ((pde & 0xffc00000) | (linear & 0x3ff000)) >>> 0
+    dirty = (updated & PTE_D) !== 0
+    global = (pde & PTE_G) !== 0
+  } else {
+    const pteAddr = ((pde & ~0xfff) | ((linear >>> 10) & 0xffc)) >>> 0
+    const pte = physLd32(c, pteAddr)
+    if ((pte & PTE_P) === 0) pageFault(c, linear, errBase)
+    rights = pde & pte
+    checkRights(c, linear, rights, write, user, errBase)
+    if ((pde & PTE_A) === 0) physSt32(c, pdeAddr, pde | PTE_A)
+    const updated = pte | PTE_A | (write ? PTE_D : 0)
+    if (updated !== pte) physSt32(c, pteAddr, updated)
+    machine = (pte & ~0xfff) >>> 0
+    dirty = (updated & PTE_D) !== 0
+    global = (pte & PTE_G) !== 0
+  }
+  machine = (machine & c.a20Mask) >>> 0
+  let entry = machine | TLB_VALID | kindBits(c, machine)
+  if ((rights & PTE_US) === 0) entry |= TLB_NO_USER
+  if ((rights & PTE_RW) === 0) {
+    entry |= TLB_NO_WRITE_U
+    if ((c.cr0 & CR0_WP) !== 0) entry |= TLB_NO_WRITE_S
+  }
+  // D = 0: the first write must come back here to set it
+  if (!dirty) entry |= TLB_NO_WRITE_U | TLB_NO_WRITE_S
+  if (global && (c.cr4 & CR4_PGE) !== 0) entry |= TLB_GLOBAL
+  return install(c, page, entry)
+}
+
+/** SDM 4.6: user accesses need U/S = 1 on every level; writes need R/W = 1 unless supervisor with WP = 0. */
+function checkRights(c: Cpu, linear: number, rights: number, write: boolean, user: boolean, errBase: number): void {
+  if (user && (rights & PTE_US) === 0) pageFault(c, linear, errBase | PFEC_P)
+  if (write && (rights & PTE_RW) === 0 && (user || (c.cr0 & CR0_WP) !== 0)) pageFault(c, linear, errBase | PFEC_P)
+}

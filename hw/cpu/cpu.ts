@@ -138,7 +138,6 @@ export class Cpu {
   segOvr = -1
   /** 0, 0xF2 (REPNE) or 0xF3 (REP/REPE) */
   rep = 0
-  lock = false
   ea = 0
   eaSeg = DS
   /** Read-modify-write target: a register index (>= 0) or -1 for memory at rmwLin. */
@@ -259,22 +258,30 @@ export class Cpu {
         while (n < budget && !this.eventPending) {
           n++
           this.startEip = this.eip
-          this.o32 = this.a32 = this.csD
-          this.segOvr = -1
-          this.rep = 0
-          this.lock = false
           const op = this.fetch8()
           this.cycles += opCycles[op]!
           ops[op]!(this)
         }
       } catch (e) {
         if (e !== FAULT) throw e
+        this.resetPrefixes()
         this.eip = this.startEip
         dispatchFault(this)
       }
     }
     this.instructions += n
     return RunExit.Budget
+  }
+
+  /**
+   * Return the per-instruction decode state to "no prefixes". Prefix
+   * handlers restore what they set once their instruction completes, and a
+   * fault resets everything, so the hot loop never resets these itself.
+   */
+  resetPrefixes(): void {
+    this.o32 = this.a32 = this.csD
+    this.segOvr = -1
+    this.rep = 0
   }
 
   /** Install a cost profile: cycles per cost class (see cost-class.ts) and per page walk. */
@@ -368,6 +375,8 @@ export class Cpu {
       this.csBase = base | 0
       this.csLimit = limit >>> 0
       this.csD = (access & AR_DB) !== 0
+      // the next instruction decodes with the new default sizes (a prefix handler restores after its own)
+      this.o32 = this.a32 = this.csD
       this.invalidateFetch()
     } else if (seg === SS) {
       this.ssB = (access & AR_DB) !== 0

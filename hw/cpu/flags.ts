@@ -99,16 +99,12 @@ export function getAF(c: Cpu): boolean {
   return ((c.ccSrc1 ^ c.ccSrc2 ^ c.ccDst) & 0x10) !== 0
 }
 
-/** All six arithmetic flags of the pending lazy operation. */
+/** All six arithmetic flags of the pending lazy operation (SZP from the result; logic ops need nothing else). */
 export function lazyFlags(c: Cpu): number {
-  return (
-    (getCF(c) ? F_CF : 0) |
-    (getPF(c) ? F_PF : 0) |
-    (getAF(c) ? F_AF : 0) |
-    (getZF(c) ? F_ZF : 0) |
-    (getSF(c) ? F_SF : 0) |
-    (getOF(c) ? F_OF : 0)
-  )
+  const d = c.ccDst
+  const f = ((d & c.ccMask) === 0 ? F_ZF : 0) | ((d & c.ccSign) !== 0 ? F_SF : 0) | PARITY[d & 0xff]!
+  if (c.ccOp === CC_LOGIC) return f
+  return f | (getCF(c) ? F_CF : 0) | (getAF(c) ? F_AF : 0) | (getOF(c) ? F_OF : 0)
 }
 
 /** Condition code `cc` (0-15, the low nibble of Jcc/SETcc/CMOVcc; SDM Vol. 1 appendix B). */

@@ -1,10 +1,34 @@
 /**
- * `fibervisor bench NAME`: benchmarks. Speed claims live here, never in timed
- * unit tests. Filled in by the CPU issue (`cpu`) and the benchmark issue.
+ * `fibervisor bench NAME [--json]`: benchmarks. Speed claims live here,
+ * never in timed unit tests. Available now: `cpu` (guest MIPS of the
+ * interpreter on the ALU and memory loops). `all` runs every benchmark.
+ * Peers (v86, QEMU) and the other benchmarks arrive with the benchmark issue.
  */
-import { Command } from "effect/cli"
+import { Console, Effect } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { benchCpu, formatCpuBench } from "../bench/cpu.ts"
 import { failWithMessage } from "./user-error.ts"
 
-export const bench = Command.make("bench", {}, () => failWithMessage("fibervisor bench: no benchmarks yet", 1)).pipe(
-  Command.withDescription("Run benchmarks and print guest MIPS and ratios against peers")
+const benchmarks = ["cpu", "all"] as const
+
+const name = Argument.String("name").pipe(
+  Argument.withDescription(`Benchmark to run: ${benchmarks.join(", ")}`),
+  Argument.withDefault("all")
 )
+const json = Flag.Boolean("json").pipe(Flag.withDescription("Print the results as JSON"), Flag.withDefault(false))
+const instructions = Flag.Int("instructions").pipe(
+  Flag.withDescription("Guest instructions per run of each compute loop"),
+  Flag.withDefault(50_000_000)
+)
+
+export const bench = Command.make("bench", { name, json, instructions }, ({ name, json, instructions }) =>
+  Effect.gen(function* () {
+    if (!(benchmarks as ReadonlyArray<string>).includes(name)) {
+      return yield* failWithMessage(`Unknown benchmark "${name}". Available: ${benchmarks.join(", ")}`)
+    }
+    if (instructions < 1) return yield* failWithMessage("--instructions must be at least 1")
+    const rows = yield* Effect.sync(() => benchCpu({ instructions, repeats: 3 }))
+    if (json) yield* Console.log(JSON.stringify({ cpu: rows }, null, 2))
+    else yield* Console.log(`cpu: guest MIPS (best of 3, ${instructions} instructions each)\n${formatCpuBench(rows)}`)
+  })
+).pipe(Command.withDescription("Run benchmarks: guest MIPS now, ratios against v86 and QEMU with the benchmark issue"))

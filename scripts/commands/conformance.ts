@@ -15,7 +15,13 @@ import { Command, Flag } from "effect/cli"
 import { Cpu } from "../../hw/cpu/cpu.ts"
 import { disassemble } from "../../hw/cpu/disasm.ts"
 import { type CpuFactory, formatReport, passRate, runDirectory, VectorDirError } from "../conformance/runner.ts"
-import { defaultVectorDir, readFlagsMasks, skipReasons, sst80286Policy } from "../conformance/sst-80286.ts"
+import {
+  defaultVectorDir,
+  readFlagsMasks,
+  relaxReasons,
+  skipReasons,
+  sst80286Policy
+} from "../conformance/sst-80286.ts"
 import { failWithMessage } from "./user-error.ts"
 
 /** The pass rate (of tests that ran) at or above which the command succeeds. */
@@ -61,7 +67,7 @@ export const conformance = Command.make("conformance", { dir, form, verbose, jso
         ? JSON.stringify(result, null, 1)
         : formatReport(result, {
             verbose: flags.verbose,
-            reasons: skipReasons,
+            reasons: { ...skipReasons, ...relaxReasons },
             threshold: PASS_THRESHOLD,
             disassemble: disassembleTest
           })

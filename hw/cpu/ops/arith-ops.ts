@@ -61,23 +61,25 @@ function aluAccImm(k: number, byte: boolean): Op {
 }
 
 /** Groups 80 (Eb,Ib), 81 (Ev,Iz), 82 (= 80), 83 (Ev,Ib sign-extended). */
-function aluGroup(byteOperand: boolean, immSize: 1 | 2 | 4 | "z", signExtend: boolean): Op {
+function aluGroup(byteOperand: boolean, byteImmediate: boolean, signExtend: boolean): Op {
   return (c) => {
     const m = c.fetch8()
     const k = (m >> 3) & 7
     const size: AccessSize = byteOperand ? 1 : vsize(c)
-    const readImm = (): number => {
-      if (immSize === 1) return signExtend ? c.fetch8s() : c.fetch8()
-      return size === 4 ? c.fetch32() : c.fetch16()
-    }
     if (k === CMP) {
       const a = c.readRM(m, size)
-      alu(c, k, size, a, readImm())
+      alu(c, k, size, a, immediate(c, byteImmediate, signExtend, size))
     } else {
       const a = c.rmwBegin(m, size)
-      c.rmwEnd(size, alu(c, k, size, a, readImm()))
+      c.rmwEnd(size, alu(c, k, size, a, immediate(c, byteImmediate, signExtend, size)))
     }
   }
+}
+
+/** The immediate after the ModRM operand: Ib (zero- or sign-extended) or Iz (16/32 by operand size). */
+function immediate(c: Cpu, byte: boolean, signExtend: boolean, size: AccessSize): number {
+  if (byte) return signExtend ? c.fetch8s() : c.fetch8()
+  return size === 4 ? c.fetch32() : c.fetch16()
 }
 
 /** Shift groups: C0 (Eb,Ib) C1 (Ev,Ib) D0 (Eb,1) D1 (Ev,1) D2 (Eb,CL) D3 (Ev,CL). */
@@ -150,10 +152,10 @@ export function installArith(one: Array<Op>): void {
       c.setReg(size, r, dec(c, size, c.getReg(size, r)))
     }
   }
-  one[0x80] = aluGroup(true, 1, false)
-  one[0x81] = aluGroup(false, "z", false)
-  one[0x82] = aluGroup(true, 1, false)
-  one[0x83] = aluGroup(false, 1, true)
+  one[0x80] = aluGroup(true, true, false)
+  one[0x81] = aluGroup(false, false, false)
+  one[0x82] = aluGroup(true, true, false)
+  one[0x83] = aluGroup(false, true, true)
   one[0x84] = (c) => {
     const m = c.fetch8()
     test(c, 1, c.readRM(m, 1), c.getReg(1, (m >> 3) & 7))

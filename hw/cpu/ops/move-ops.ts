@@ -12,6 +12,9 @@ import type { Op } from "./types.ts"
 
 const vsize = (c: Cpu): 2 | 4 => (c.o32 ? 4 : 2)
 
+/** POPA reads all eight values before writing any (a fault leaves the registers untouched). */
+const popaScratch = new Int32Array(8)
+
 /** MOV Sreg / POP Sreg target: CS is not loadable this way (#UD); SS loads start an interrupt shadow. */
 export function loadSegmentRegister(c: Cpu, seg: number, selector: number): void {
   if (seg === CS || seg > 5) c.fault(UD)
@@ -234,9 +237,8 @@ export function installMove(one: Array<Op>): void {
   one[0x61] = (c) => {
     // POPA/POPAD: the stored ESP is skipped
     const size = vsize(c)
-    const values = [0, 0, 0, 0, 0, 0, 0, 0]
-    for (let r = 7; r >= 0; r--) values[r] = c.peek((7 - r) * size, size)
-    for (let r = 0; r < 8; r++) if (r !== ESP) c.setReg(size, r, values[r]!)
+    for (let r = 7; r >= 0; r--) popaScratch[r] = c.peek((7 - r) * size, size)
+    for (let r = 0; r < 8; r++) if (r !== ESP) c.setReg(size, r, popaScratch[r]!)
     c.setSp(c.spPlus(size * 8))
   }
   one[0x9c] = (c) => {
@@ -292,7 +294,7 @@ export function installMove(one: Array<Op>): void {
       idx = index | 0
     } else {
       lower = (c.rd16(c.eaSeg, c.ea) << 16) >> 16
-      upper = (c.rd16(c.eaSeg, (c.ea + 2) & (c.a32 ? -1 : 0xffff)) << 16) >> 16
+      upper = (c.rd16(c.eaSeg, (c.ea + 2) | 0) << 16) >> 16
       idx = (index << 16) >> 16
     }
     if (idx < lower || idx > upper) c.fault(BR)

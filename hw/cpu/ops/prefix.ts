@@ -79,6 +79,7 @@ export function installPrefixes(one: Array<Op>, two: Array<Op>): void {
     (c) => {
       c.segOvr = seg
       next(c)
+      c.segOvr = -1
     }
   one[0x26] = segment(ES)
   one[0x2e] = segment(CS)
@@ -89,23 +90,26 @@ export function installPrefixes(one: Array<Op>, two: Array<Op>): void {
   one[0x66] = (c) => {
     c.o32 = !c.csD
     next(c)
+    c.o32 = c.csD
   }
   one[0x67] = (c) => {
     c.a32 = !c.csD
     next(c)
+    c.a32 = c.csD
   }
   one[0xf0] = (c) => {
     if (!lockAllowed(c)) c.fault(UD)
-    c.lock = true
     next(c)
   }
   one[0xf2] = (c) => {
     c.rep = 0xf2
     next(c)
+    c.rep = 0
   }
   one[0xf3] = (c) => {
     c.rep = 0xf3
     next(c)
+    c.rep = 0
   }
   one[0x0f] = (c) => {
     checkLength(c)

@@ -7,7 +7,7 @@
 import type { AccessSize } from "../bus.ts"
 import type { Cpu } from "../cpu.ts"
 import { condition, getZF, setArithFlags, szp } from "../flags.ts"
-import { F_CF, F_ZF, FS, GS, SS, UD } from "../regs.ts"
+import { F_CF, F_ZF, FS, GP, GS, SS, UD } from "../regs.ts"
 import { alu, CMP, doubleShift, imulTrunc } from "./alu.ts"
 import { nearJump } from "./control-ops.ts"
 import { loadSegmentRegister } from "./move-ops.ts"
@@ -211,6 +211,15 @@ export function installTwoByte(two: Array<Op>): void {
       if (c.o32) c.r32[r] = ((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24)
       else c.r16[r << 1] = 0
     }
+  }
+  two[0x1f] = (c) => {
+    // NOP Ev (P6 multi-byte NOP): decodes its operand, touches nothing
+    const m = c.fetch8()
+    if (m < 0xc0) c.decodeEA(m)
+  }
+  two[0x33] = (c) => {
+    // RDPMC: this CPU has no performance-monitoring counters, so every ECX is invalid: #GP(0) (SDM RDPMC)
+    c.fault(GP, 0)
   }
   two[0xa0] = (c) => c.pushV(c.segSel[FS]!)
   two[0xa8] = (c) => c.pushV(c.segSel[GS]!)

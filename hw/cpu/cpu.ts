@@ -64,8 +64,41 @@ import {
   TYPE_RW
 } from "./regs.ts"
 import { type CpuState, RunExit, type SegmentState } from "./state.ts"
+import type { Vmcs } from "./vmx/vmcs.ts"
 
 export { FAULT }
+
+/** `excVector` value meaning "a VM exit, not an exception" (exit details are in the VMCS). */
+export const VMEXIT = 256
+
+/**
+ * One tagged TLB: translations of one address space. Root mode uses the
+ * set with tag 0; a VM uses the set tagged (VPID, EPTP), so switching VMs
+ * does not flush (SDM 3C 29.4 "Caching translation information").
+ */
+export interface TlbSet {
+  readonly tag: number
+  readonly entries: Int32Array
+  readonly list: Int32Array
+  count: number
+}
+
+const newTlbSet = (tag: number): TlbSet => ({
+  tag,
+  entries: new Int32Array(1 << 20),
+  list: new Int32Array(TLB_LIST_SIZE),
+  count: 0
+})
+
+const copySegment = (from: SegmentState, to: SegmentState): void => {
+  to.selector = from.selector
+  to.base = from.base
+  to.limit = from.limit
+  to.access = from.access
+}
+
+/** Tagged sets kept per pCPU before the least recently used one is dropped. */
+const MAX_TLB_SETS = 8
 
 /** Cost class of every opcode (index: opcode, or 256 + opcode for 0F xx). */
 const COST_CLASS = costClassTable()
@@ -144,10 +177,13 @@ export class Cpu {
   rmwReg = 0
   rmwLin = 0
 
-  // ---- software TLB: linear page -> (machine page | TLB_* flags) ----
-  readonly tlb = new Int32Array(1 << 20)
-  readonly tlbList = new Int32Array(TLB_LIST_SIZE)
+  // ---- software TLB: linear page -> (machine page | TLB_* flags), for the active tagged set ----
+  tlbSet: TlbSet = newTlbSet(0)
+  tlb: Int32Array = this.tlbSet.entries
+  tlbList: Int32Array = this.tlbSet.list
   tlbCount = 0
+  /** Tagged TLB sets, most recently used last. */
+  readonly tlbSets: Array<TlbSet> = [this.tlbSet]
   rMask = TLB_VALID | TLB_MMIO
   wMask = TLB_VALID | TLB_MMIO | TLB_ROM | TLB_NO_WRITE_S
   /** Set by xlate: the translated address is MMIO (or ROM, for a write). */
@@ -179,6 +215,21 @@ export class Cpu {
   excVector = 0
   /** Error code, or -1 when the exception has none. */
   excError = -1
+
+  // ---- VMX non-root operation (vmx/vmx.ts): the current VMCS and its controls, cached ----
+  vmcs: Vmcs | null = null
+  vmPin = 0
+  vmProc = 0
+  vmProc2 = 0
+  /** EPT is on: guest-physical addresses go through the EPT rooted at vmEptp. */
+  vmEpt = false
+  vmEptp = 0
+  /** Cycles charged for a VM entry / a VM exit (cost profile). */
+  vmEntryCost = 0
+  vmExitCost = 0
+  /** Extra cycles for a TLB miss under EPT (the 2-D walk), and per exception/interrupt delivery. */
+  eptWalkCost = 0
+  eventCost = 0
 
   // ---- accounting ----
   instructions = 0
@@ -266,7 +317,12 @@ export class Cpu {
         if (e !== FAULT) throw e
         this.resetPrefixes()
         this.eip = this.startEip
-        dispatchFault(this)
+        if (this.excVector === VMEXIT) {
+          this.exitCode = RunExit.VmExit
+          this.eventPending = true
+        } else {
+          dispatchFault(this)
+        }
       }
     }
     this.instructions += n
@@ -457,6 +513,49 @@ export class Cpu {
       this.tlbCount = kept
     }
     this.invalidateFetch()
+  }
+
+  /** Make the TLB set tagged `tag` current (creating it, or dropping the least recently used one). */
+  switchTlb(tag: number): void {
+    if (this.tlbSet.tag === tag) return
+    this.tlbSet.count = this.tlbCount
+    const sets = this.tlbSets
+    let i = sets.findIndex((t) => t.tag === tag)
+    let set: TlbSet
+    if (i >= 0) {
+      set = sets[i]!
+      sets.splice(i, 1)
+    } else {
+      set = sets.length >= MAX_TLB_SETS ? this.recycle(sets.shift()!, tag) : newTlbSet(tag)
+      i = sets.length
+    }
+    sets.push(set)
+    this.tlbSet = set
+    this.tlb = set.entries
+    this.tlbList = set.list
+    this.tlbCount = set.count
+    this.invalidateFetch()
+  }
+
+  private recycle(old: TlbSet, tag: number): TlbSet {
+    const fresh: TlbSet = { tag, entries: old.entries, list: old.list, count: 0 }
+    if (old.count >= TLB_LIST_SIZE) old.entries.fill(0)
+    else for (let i = 0; i < old.count; i++) old.entries[old.list[i]!] = 0
+    return fresh
+  }
+
+  /** Drop every tagged set whose tag satisfies `match` (INVEPT / INVVPID). */
+  flushTlbSets(match: (tag: number) => boolean): void {
+    for (const set of this.tlbSets) {
+      if (!match(set.tag)) continue
+      if (set === this.tlbSet) {
+        this.flushTlb(false)
+        continue
+      }
+      if (set.count >= TLB_LIST_SIZE) set.entries.fill(0)
+      else for (let i = 0; i < set.count; i++) set.entries[set.list[i]!] = 0
+      set.count = 0
+    }
   }
 
   /** INVLPG: drop one page's translation. */
@@ -952,7 +1051,57 @@ export class Cpu {
     }
   }
 
-  setState(s: CpuState): void {
+  private storeSegment(seg: number, g: SegmentState): void {
+    g.selector = this.segSel[seg]!
+    g.base = this.segBase[seg]! >>> 0
+    g.limit = this.segLimit[seg]!
+    g.access = this.segAccess[seg]!
+  }
+
+  private loadSegment(seg: number, g: SegmentState): void {
+    this.loadSegCache(seg, g.selector, g.base, g.limit, g.access)
+  }
+
+  /** Write the register state into an existing record (VM exit: no allocation). */
+  storeRegisters(s: CpuState): void {
+    const r = this.r32
+    s.eax = r[0]! >>> 0
+    s.ecx = r[1]! >>> 0
+    s.edx = r[2]! >>> 0
+    s.ebx = r[3]! >>> 0
+    s.esp = r[4]! >>> 0
+    s.ebp = r[5]! >>> 0
+    s.esi = r[6]! >>> 0
+    s.edi = r[7]! >>> 0
+    s.eip = this.eip >>> 0
+    s.eflags = this.getFlags() >>> 0
+    this.storeSegment(ES, s.es)
+    this.storeSegment(CS, s.cs)
+    this.storeSegment(SS, s.ss)
+    this.storeSegment(DS, s.ds)
+    this.storeSegment(FS, s.fs)
+    this.storeSegment(GS, s.gs)
+    copySegment(this.ldtr, s.ldtr)
+    copySegment(this.tr, s.tr)
+    s.gdtr.base = this.gdtrBase >>> 0
+    s.gdtr.limit = this.gdtrLimit
+    s.idtr.base = this.idtrBase >>> 0
+    s.idtr.limit = this.idtrLimit
+    s.cr0 = this.cr0 >>> 0
+    s.cr2 = this.cr2 >>> 0
+    s.cr3 = this.cr3 >>> 0
+    s.cr4 = this.cr4 >>> 0
+    for (let i = 0; i < 8; i++) s.dr[i] = this.dr[i]! >>> 0
+    s.msr.apicBase = this.apicBase >>> 0
+    s.msr.sysenterCs = this.sysenterCs >>> 0
+    s.msr.sysenterEsp = this.sysenterEsp >>> 0
+    s.msr.sysenterEip = this.sysenterEip >>> 0
+    s.halted = this.halted
+    s.a20 = this.a20Mask === -1
+  }
+
+  /** Load the register state of a record, leaving the TLB and the TSC alone (VM entry). */
+  loadRegisters(s: CpuState): void {
     const r = this.r32
     r[0] = s.eax
     r[1] = s.ecx
@@ -972,17 +1121,17 @@ export class Cpu {
     this.gdtrLimit = s.gdtr.limit & 0xffff
     this.idtrBase = s.idtr.base | 0
     this.idtrLimit = s.idtr.limit & 0xffff
-    this.ldtr = { ...s.ldtr }
-    this.tr = { ...s.tr }
+    copySegment(s.ldtr, this.ldtr)
+    copySegment(s.tr, this.tr)
     this.pe = (this.cr0 & CR0_PE) !== 0
-    const segs = [s.es, s.cs, s.ss, s.ds, s.fs, s.gs]
-    for (let i = 0; i < 6; i++) {
-      const g = segs[i]!
-      this.loadSegCache(i, g.selector, g.base, g.limit, g.access)
-    }
+    this.loadSegment(ES, s.es)
+    this.loadSegment(CS, s.cs)
+    this.loadSegment(SS, s.ss)
+    this.loadSegment(DS, s.ds)
+    this.loadSegment(FS, s.fs)
+    this.loadSegment(GS, s.gs)
     this.flags = (s.eflags & ~0x8028) | 2
     this.ccOp = 0
-    this.tscOffset = s.tsc - this.cycles
     this.apicBase = s.msr.apicBase | 0
     this.sysenterCs = s.msr.sysenterCs | 0
     this.sysenterEsp = s.msr.sysenterEsp | 0
@@ -992,8 +1141,14 @@ export class Cpu {
     this.intShadow = false
     this.tfTrap = false
     this.eventPending = true
-    this.flushTlb(false)
+    this.resetPrefixes()
     this.updateMode()
+  }
+
+  setState(s: CpuState): void {
+    this.loadRegisters(s)
+    this.tscOffset = s.tsc - this.cycles
+    this.flushTlb(false)
   }
 
   /** IF is set. */

@@ -6,6 +6,8 @@
  * Leaves above the maximum return the highest basic leaf, as Intel parts do.
  */
 import type { Cpu } from "../cpu.ts"
+import { ExitReason } from "../vmx/exit-reasons.ts"
+import { checkUnconditionalExit } from "../vmx/exits.ts"
 
 const MAX_BASIC = 1
 const MAX_EXTENDED = 0x80000004
@@ -36,6 +38,8 @@ const BRAND = ascii("fibervisor IA-32 pCPU")
 const VENDOR = ascii("GenuineIntel")
 
 export function cpuid(c: Cpu): void {
+  // CPUID always exits in VMX non-root operation (SDM 3C 26.1.2)
+  checkUnconditionalExit(c, ExitReason.Cpuid)
   let leaf = c.r32[0]! >>> 0
   if (leaf >= 0x80000000 ? leaf > MAX_EXTENDED : leaf > MAX_BASIC) leaf = MAX_BASIC
   let a = 0

@@ -3,10 +3,13 @@
  * INS/OUTS (Intel SDM Vol. 1 19.5 "I/O privilege level", 19.5.2 "I/O
  * permission bit map"): in protected mode with CPL > IOPL every port byte
  * touched must have a clear bit in the 32-bit TSS's I/O bitmap, else #GP(0).
+ * In VMX non-root operation the I/O-exiting controls are checked after that
+ * (SDM 3C 26.1.1: the I/O-permission #GP has priority over the VM exit).
  */
 import type { AccessSize } from "../bus.ts"
 import type { Cpu } from "../cpu.ts"
 import { F_IOPL, GP } from "../regs.ts"
+import { checkIoExit } from "../vmx/exits.ts"
 import type { Op } from "./types.ts"
 
 export function checkIoPermission(c: Cpu, port: number, size: AccessSize): void {
@@ -22,25 +25,27 @@ export function checkIoPermission(c: Cpu, port: number, size: AccessSize): void 
   if ((bits & mask) !== 0) c.fault(GP, 0)
 }
 
-function portIn(c: Cpu, port: number, size: AccessSize): void {
+function portIn(c: Cpu, port: number, size: AccessSize, immediate: boolean): void {
   checkIoPermission(c, port, size)
+  checkIoExit(c, port, size, true, false, immediate)
   const v = c.io.in(port, size)
   c.setReg(size, 0, v)
 }
 
-function portOut(c: Cpu, port: number, size: AccessSize): void {
+function portOut(c: Cpu, port: number, size: AccessSize, immediate: boolean): void {
   checkIoPermission(c, port, size)
+  checkIoExit(c, port, size, false, false, immediate)
   const v = c.getReg(size, 0)
   c.io.out(port, size, size === 4 ? v >>> 0 : v)
 }
 
 export function installIo(one: Array<Op>): void {
-  one[0xe4] = (c) => portIn(c, c.fetch8(), 1)
-  one[0xe5] = (c) => portIn(c, c.fetch8(), c.o32 ? 4 : 2)
-  one[0xe6] = (c) => portOut(c, c.fetch8(), 1)
-  one[0xe7] = (c) => portOut(c, c.fetch8(), c.o32 ? 4 : 2)
-  one[0xec] = (c) => portIn(c, c.r16[4]!, 1)
-  one[0xed] = (c) => portIn(c, c.r16[4]!, c.o32 ? 4 : 2)
-  one[0xee] = (c) => portOut(c, c.r16[4]!, 1)
-  one[0xef] = (c) => portOut(c, c.r16[4]!, c.o32 ? 4 : 2)
+  one[0xe4] = (c) => portIn(c, c.fetch8(), 1, true)
+  one[0xe5] = (c) => portIn(c, c.fetch8(), c.o32 ? 4 : 2, true)
+  one[0xe6] = (c) => portOut(c, c.fetch8(), 1, true)
+  one[0xe7] = (c) => portOut(c, c.fetch8(), c.o32 ? 4 : 2, true)
+  one[0xec] = (c) => portIn(c, c.r16[4]!, 1, false)
+  one[0xed] = (c) => portIn(c, c.r16[4]!, c.o32 ? 4 : 2, false)
+  one[0xee] = (c) => portOut(c, c.r16[4]!, 1, false)
+  one[0xef] = (c) => portOut(c, c.r16[4]!, c.o32 ? 4 : 2, false)
 }

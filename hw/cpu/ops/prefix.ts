@@ -72,7 +72,9 @@ function lockAllowed(c: Cpu): boolean {
 export function installPrefixes(one: Array<Op>, two: Array<Op>): void {
   const next = (c: Cpu): void => {
     checkLength(c)
-    one[c.fetch8()]!(c)
+    const op = c.fetch8()
+    c.cycles += c.opCycles[op]!
+    one[op]!(c)
   }
   const segment =
     (seg: number): Op =>

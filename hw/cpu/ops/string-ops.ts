@@ -14,6 +14,7 @@ import type { AccessSize } from "../bus.ts"
 import type { Cpu } from "../cpu.ts"
 import { getZF } from "../flags.ts"
 import { DS, ECX, EDI, ES, ESI, F_DF } from "../regs.ts"
+import { checkIoExit } from "../vmx/exits.ts"
 import { alu, CMP } from "./alu.ts"
 import { checkIoPermission } from "./io-ops.ts"
 import type { Op } from "./types.ts"
@@ -84,10 +85,13 @@ function step(c: Cpu, kind: number, size: AccessSize, delta: number): void {
   }
 }
 
-function stringOp(kind: number, byte: boolean): Op {
+function stringOp(opcode: number, kind: number, byte: boolean): Op {
   return (c) => {
     const size: AccessSize = byte ? 1 : c.o32 ? 4 : 2
-    if (kind === INS || kind === OUTS) checkIoPermission(c, c.r16[4]!, size)
+    if (kind === INS || kind === OUTS) {
+      checkIoPermission(c, c.r16[4]!, size)
+      checkIoExit(c, c.r16[4]!, size, kind === INS, true, false)
+    }
     const delta = (c.flags & F_DF) !== 0 ? -size : size
     if (c.rep === 0) {
       step(c, kind, size, delta)
@@ -101,6 +105,8 @@ function stringOp(kind: number, byte: boolean): Op {
         return
       }
       step(c, kind, size, delta)
+      // every iteration costs one String class charge (the dispatch paid for the first)
+      if (n > 0) c.cycles += c.opCycles[opcode]!
       if (c.a32) c.r32[ECX] = c.r32[ECX]! - 1
       else c.r16[ECX << 1] = c.r16[ECX << 1]! - 1
       if (conditional && getZF(c) !== (c.rep === 0xf3)) return
@@ -109,18 +115,18 @@ function stringOp(kind: number, byte: boolean): Op {
 }
 
 export function installString(one: Array<Op>): void {
-  one[0xa4] = stringOp(MOVS, true)
-  one[0xa5] = stringOp(MOVS, false)
-  one[0xa6] = stringOp(CMPS, true)
-  one[0xa7] = stringOp(CMPS, false)
-  one[0xaa] = stringOp(STOS, true)
-  one[0xab] = stringOp(STOS, false)
-  one[0xac] = stringOp(LODS, true)
-  one[0xad] = stringOp(LODS, false)
-  one[0xae] = stringOp(SCAS, true)
-  one[0xaf] = stringOp(SCAS, false)
-  one[0x6c] = stringOp(INS, true)
-  one[0x6d] = stringOp(INS, false)
-  one[0x6e] = stringOp(OUTS, true)
-  one[0x6f] = stringOp(OUTS, false)
+  one[0xa4] = stringOp(0xa4, MOVS, true)
+  one[0xa5] = stringOp(0xa5, MOVS, false)
+  one[0xa6] = stringOp(0xa6, CMPS, true)
+  one[0xa7] = stringOp(0xa7, CMPS, false)
+  one[0xaa] = stringOp(0xaa, STOS, true)
+  one[0xab] = stringOp(0xab, STOS, false)
+  one[0xac] = stringOp(0xac, LODS, true)
+  one[0xad] = stringOp(0xad, LODS, false)
+  one[0xae] = stringOp(0xae, SCAS, true)
+  one[0xaf] = stringOp(0xaf, SCAS, false)
+  one[0x6c] = stringOp(0x6c, INS, true)
+  one[0x6d] = stringOp(0x6d, INS, false)
+  one[0x6e] = stringOp(0x6e, OUTS, true)
+  one[0x6f] = stringOp(0x6f, OUTS, false)
 }

@@ -145,12 +145,17 @@ function writeStack(
     p = b32 ? (p - size) | 0 : (p - size) & 0xffff
     if (!inLimit(access, limit, p, size)) c.fault(SSF, error)
   }
+  // The pushes are made at the privilege of the stack being written (its DPL, which equals
+  // the new CPL), not the CPL being left: a switch from ring 3 writes the ring-0 stack with
+  // supervisor-mode accesses (SDM Vol. 3A 4.6: accesses at CPL < 3 are supervisor-mode;
+  // 6.12.1 and 5.8.5: the processor switches to the inner stack, then pushes).
+  const user = ((access >> 5) & 3) === 3
   p = sp
   for (let i = 0; i < count; i++) {
     p = b32 ? (p - size) | 0 : (p - size) & 0xffff
     const lin = (base + p) | 0
-    if (size === 4) c.st32(lin, scratch[i]!)
-    else c.st16(lin, scratch[i]! & 0xffff)
+    if (size === 4) c.stSlow(lin, 4, scratch[i]!, user)
+    else c.stSlow(lin, 2, scratch[i]! & 0xffff, user)
   }
   return p
 }

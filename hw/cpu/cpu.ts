@@ -30,8 +30,11 @@ import { dispatchFault, handleEvents } from "./interrupts.ts"
 import { costClassTable } from "./opcodes.ts"
 import { oneByteOps } from "./ops/table.ts"
 import {
+  Access,
   TLB_LIST_SIZE,
   TLB_MMIO,
+  TLB_NO_EXEC,
+  TLB_NO_READ,
   TLB_NO_USER,
   TLB_NO_WRITE_S,
   TLB_NO_WRITE_U,
@@ -184,8 +187,8 @@ export class Cpu {
   tlbCount = 0
   /** Tagged TLB sets, most recently used last. */
   readonly tlbSets: Array<TlbSet> = [this.tlbSet]
-  rMask = TLB_VALID | TLB_MMIO
-  wMask = TLB_VALID | TLB_MMIO | TLB_ROM | TLB_NO_WRITE_S
+  rMask = TLB_VALID | TLB_MMIO | TLB_NO_READ
+  wMask = TLB_VALID | TLB_MMIO | TLB_ROM | TLB_NO_READ | TLB_NO_WRITE_S
   /** Set by xlate: the translated address is MMIO (or ROM, for a write). */
   xmmio = false
 
@@ -212,6 +215,11 @@ export class Cpu {
   acknowledge: () => number = () => 0xff
 
   // ---- the fault being raised ----
+  /** Linear address of the last #PF, copied to CR2 when the #PF is delivered. */
+  faultAddress = 0
+  /** The event being delivered (VMX interruption-information format), 0 when none. */
+  vectoringInfo = 0
+  vectoringError = 0
   excVector = 0
   /** Error code, or -1 when the exception has none. */
   excError = -1
@@ -415,8 +423,8 @@ export class Cpu {
   setCpl(cpl: number): void {
     this.cpl = cpl
     const user = cpl === 3
-    this.rMask = TLB_VALID | TLB_MMIO | (user ? TLB_NO_USER : 0)
-    this.wMask = TLB_VALID | TLB_MMIO | TLB_ROM | (user ? TLB_NO_USER | TLB_NO_WRITE_U : TLB_NO_WRITE_S)
+    this.rMask = TLB_VALID | TLB_MMIO | TLB_NO_READ | (user ? TLB_NO_USER : 0)
+    this.wMask = TLB_VALID | TLB_MMIO | TLB_ROM | TLB_NO_READ | (user ? TLB_NO_USER | TLB_NO_WRITE_U : TLB_NO_WRITE_S)
     for (let s = 0; s < 6; s++) this.computeSegFast(s)
     this.invalidateFetch()
   }
@@ -570,15 +578,21 @@ export class Cpu {
   }
 
   /**
-   * Translate a linear address for an access, filling the TLB (and raising
-   * #PF) as needed. Returns the machine address; `xmmio` says whether it
-   * must go through the bus.
+   * Translate a linear address for an access of kind `access` (Access.Read,
+   * Write or Fetch), filling the TLB (and raising #PF, or an EPT VM exit) as
+   * needed. Returns the machine address; `xmmio` says whether it must go
+   * through the bus.
    */
-  xlate(linear: number, write: boolean, user: boolean): number {
+  xlate(linear: number, access: number, user: boolean): number {
     let e = this.tlb[linear >>> 12]!
-    const need = write ? (user ? TLB_NO_USER | TLB_NO_WRITE_U : TLB_NO_WRITE_S) : user ? TLB_NO_USER : 0
-    if ((e & (TLB_VALID | need)) !== TLB_VALID) e = tlbFill(this, linear, write, user)
-    this.xmmio = (e & (TLB_MMIO | (write ? TLB_ROM : 0))) !== 0
+    const need =
+      access === Access.Write
+        ? TLB_NO_READ | (user ? TLB_NO_USER | TLB_NO_WRITE_U : TLB_NO_WRITE_S)
+        : access === Access.Fetch
+          ? TLB_NO_EXEC | (user ? TLB_NO_USER : 0)
+          : TLB_NO_READ | (user ? TLB_NO_USER : 0)
+    if ((e & (TLB_VALID | need)) !== TLB_VALID) e = tlbFill(this, linear, access, user)
+    this.xmmio = (e & (TLB_MMIO | (access === Access.Write ? TLB_ROM : 0))) !== 0
     return ((e & ~0xfff) | (linear & 0xfff)) >>> 0
   }
 
@@ -657,9 +671,9 @@ export class Cpu {
     lin |= 0
     const off = lin & 0xfff
     if (off + size > 0x1000) {
-      const a = this.xlate(lin, false, user)
+      const a = this.xlate(lin, Access.Read, user)
       const ma = this.xmmio
-      const b = this.xlate((lin | 0xfff) + 1, false, user)
+      const b = this.xlate((lin | 0xfff) + 1, Access.Read, user)
       const mb = this.xmmio
       let v = 0
       for (let i = 0; i < size; i++) {
@@ -668,7 +682,7 @@ export class Cpu {
       }
       return v
     }
-    const addr = this.xlate(lin, false, user)
+    const addr = this.xlate(lin, Access.Read, user)
     if (this.xmmio) {
       const v = this.mem.read(addr, size)
       return size === 4 ? v | 0 : size === 2 ? v & 0xffff : v & 0xff
@@ -681,9 +695,9 @@ export class Cpu {
     const off = lin & 0xfff
     if (off + size > 0x1000) {
       // translate both pages before writing anything: a fault leaves memory untouched
-      const a = this.xlate(lin, true, user)
+      const a = this.xlate(lin, Access.Write, user)
       const ma = this.xmmio
-      const b = this.xlate((lin | 0xfff) + 1, true, user)
+      const b = this.xlate((lin | 0xfff) + 1, Access.Write, user)
       const mb = this.xmmio
       for (let i = 0; i < size; i++) {
         const o = off + i
@@ -694,7 +708,7 @@ export class Cpu {
       }
       return
     }
-    const addr = this.xlate(lin, true, user)
+    const addr = this.xlate(lin, Access.Write, user)
     if (this.xmmio) this.mem.write(addr, size, size === 4 ? v >>> 0 : size === 2 ? v & 0xffff : v & 0xff)
     else if (size === 1) this.ram[addr] = v
     else if (size === 2) this.dv.setUint16(addr, v, true)
@@ -780,7 +794,7 @@ export class Cpu {
       if (eip >>> 0 > this.csLimit) this.fault(GP, 0)
       if ((eip - this.startEip) >>> 0 >= 15) this.fault(GP, 0) // SDM 2.3.11: at most 15 bytes
       const lin = (this.csBase + eip) & this.a20Mask
-      const addr = this.xlate(lin, false, this.cpl === 3)
+      const addr = this.xlate(lin, Access.Fetch, this.cpl === 3)
       let byte: number
       if (this.xmmio) {
         byte = this.mem.read(addr, 1) & 0xff

@@ -56,10 +56,25 @@ import {
   writeStack
 } from "./segmentation.ts"
 import { RunExit } from "./state.ts"
+import { ExitReason, InterruptionType, interruptionInfo } from "./vmx/exit-reasons.ts"
+import { ExitControls, PinControls, ProcControls } from "./vmx/vmcs.ts"
+import { recordVmExit } from "./vmx/vmx.ts"
+
+/** `excVector` of a VM exit raised inside an instruction or a delivery (cpu.ts VMEXIT). */
+const VMEXIT_VECTOR = 256
 
 /** Exceptions that push an error code (SDM table 6-1). */
 const hasErrorCode = (vector: number): boolean =>
   vector === DF || (vector >= TS && vector <= PF) || vector === 17 || vector === 21
+
+/** Fault-class exceptions (SDM table 6-1): #DE #BR #UD #NM #TS #NP #SS #GP #PF #MF #AC #XM. (#DB is a fault only for instruction breakpoints, which push RF = 0.) */
+const isFaultClass = (vector: number): boolean =>
+  vector === DE ||
+  (vector >= 5 && vector <= 7) ||
+  (vector >= TS && vector <= PF) ||
+  vector === 16 ||
+  vector === 17 ||
+  vector === 19
 
 /** Contributory exceptions (SDM table 6-4). */
 const contributory = (vector: number): boolean => vector === DE || (vector >= TS && vector <= GP)
@@ -90,8 +105,19 @@ export function dispatchFault(c: Cpu): void {
 
 export function deliverException(c: Cpu, vector: number, error: number): void {
   let v = vector
-  let e = hasErrorCode(v) ? Math.max(error, 0) : -1
+  let e = hasErrorCode(v) ? (error < 0 ? 0 : error) : -1
   for (;;) {
+    if (c.vmcs !== null && exceptionExits(c, v, e)) {
+      recordVmExit(
+        c,
+        ExitReason.ExceptionOrNmi,
+        v === PF ? c.faultAddress : v === DB ? c.dr[6]! & 0x600f : 0,
+        interruptionInfo(v, InterruptionType.HardwareException, e >= 0),
+        e < 0 ? 0 : e
+      )
+      return
+    }
+    if (v === PF) c.cr2 = c.faultAddress
     const savedEsp = c.r32[ESP]!
     try {
       deliver(c, v, e, EventKind.Exception)
@@ -99,6 +125,11 @@ export function deliverException(c: Cpu, vector: number, error: number): void {
     } catch (x) {
       if (x !== FAULT) throw x
       c.r32[ESP] = savedEsp
+      c.vectoringInfo = 0
+      if (c.excVector === VMEXIT_VECTOR) {
+        exitRaised(c)
+        return
+      }
       const second = c.excVector
       if (v === DF) {
         shutdown(c)
@@ -109,14 +140,35 @@ export function deliverException(c: Cpu, vector: number, error: number): void {
         e = 0
       } else {
         v = second
-        e = hasErrorCode(second) ? Math.max(c.excError, 0) : -1
+        e = hasErrorCode(second) ? (c.excError < 0 ? 0 : c.excError) : -1
       }
     }
   }
 }
 
+/** SDM 3C 26.2: does exception `vector` (error code `error`) exit, per the exception bitmap and the #PF mask/match? */
+function exceptionExits(c: Cpu, vector: number, error: number): boolean {
+  const ctl = c.vmcs!.controls
+  const bit = ((ctl.exceptionBitmap >>> vector) & 1) !== 0
+  if (vector !== PF) return bit
+  const match = (error & ctl.pageFaultErrorCodeMask) >>> 0 === ctl.pageFaultErrorCodeMatch >>> 0
+  return match ? bit : !bit
+}
+
+/** A VM exit was raised (vmExitNow) while delivering an event: `run` returns VmExit at the next check. */
+function exitRaised(c: Cpu): void {
+  c.resetPrefixes()
+  c.exitCode = RunExit.VmExit
+  c.eventPending = true
+}
+
 /** Triple fault: the processor enters shutdown (SDM 6.15, interrupt 8). */
 export function shutdown(c: Cpu): void {
+  if (c.vmcs !== null) {
+    // a triple fault in VMX non-root operation is a VM exit, not a shutdown (SDM 3C 26.2)
+    recordVmExit(c, ExitReason.TripleFault)
+    return
+  }
   c.isShutdown = true
   c.halted = true
   c.eventPending = true
@@ -143,6 +195,7 @@ export function handleEvents(c: Cpu): number {
     c.stopRequested = false
     return RunExit.Stopped
   }
+  if (c.vmcs !== null && nonRootEventExit(c)) return RunExit.VmExit
   try {
     if (c.tfTrap) {
       c.tfTrap = false
@@ -164,20 +217,81 @@ export function handleEvents(c: Cpu): number {
     }
   } catch (x) {
     if (x !== FAULT) throw x
-    deliverException(c, c.excVector, c.excError)
+    if (c.excVector === VMEXIT_VECTOR) exitRaised(c)
+    else deliverException(c, c.excVector, c.excError)
+  }
+  if (c.exitCode >= 0) {
+    const code = c.exitCode
+    c.exitCode = -1
+    return code
   }
   if (c.isShutdown) return RunExit.Shutdown
   if (c.halted) return RunExit.Halt
   if ((c.flags & F_TF) !== 0) c.tfTrap = true
-  c.eventPending = c.tfTrap || c.intShadow || c.nmiPending || (c.intrLine && (c.flags & F_IF) !== 0)
+  c.eventPending =
+    c.tfTrap ||
+    c.intShadow ||
+    c.nmiPending ||
+    (c.intrLine && ((c.flags & F_IF) !== 0 || (c.vmPin & PinControls.ExternalInterruptExiting) !== 0)) ||
+    (c.vmcs !== null && (c.vmProc & ProcControls.InterruptWindowExiting) !== 0 && (c.flags & F_IF) !== 0)
   return -1
+}
+
+/**
+ * Events that cause VM exits instead of being delivered to the guest
+ * (SDM 3C 26.2): NMIs with NMI exiting, INTR with external-interrupt exiting
+ * (whatever the guest's IF), and the interrupt window opening with
+ * interrupt-window exiting. Returns true when an exit was recorded.
+ */
+function nonRootEventExit(c: Cpu): boolean {
+  if (c.nmiPending && (c.vmPin & PinControls.NmiExiting) !== 0) {
+    c.nmiPending = false
+    c.halted = false
+    recordVmExit(c, ExitReason.ExceptionOrNmi, 0, interruptionInfo(NMI, InterruptionType.Nmi, false))
+    c.exitCode = -1
+    return true
+  }
+  if (c.intrLine && (c.vmPin & PinControls.ExternalInterruptExiting) !== 0) {
+    let info = 0
+    if ((c.vmcs!.controls.exit & ExitControls.AcknowledgeInterruptOnExit) !== 0) {
+      info = interruptionInfo(c.acknowledge() & 0xff, InterruptionType.External, false)
+    }
+    c.halted = false
+    recordVmExit(c, ExitReason.ExternalInterrupt, 0, info)
+    c.exitCode = -1
+    return true
+  }
+  if ((c.vmProc & ProcControls.InterruptWindowExiting) !== 0 && (c.flags & F_IF) !== 0 && !c.intShadow) {
+    c.halted = false
+    recordVmExit(c, ExitReason.InterruptWindow)
+    c.exitCode = -1
+    return true
+  }
+  return false
 }
 
 /** Deliver vector `vector` with error code `error` (-1: none). */
 export function deliver(c: Cpu, vector: number, error: number, kind: number): void {
   c.halted = false
+  c.cycles += c.eventCost
+  // if delivery is cut short by a VM exit, the exit reports this event as IDT-vectoring information (SDM 3C 28.2.4)
+  c.vectoringInfo = interruptionInfo(
+    vector,
+    kind === EventKind.Software
+      ? vector === 3 || vector === 4
+        ? InterruptionType.SoftwareException
+        : InterruptionType.SoftwareInterrupt
+      : kind === EventKind.External
+        ? vector === NMI
+          ? InterruptionType.Nmi
+          : InterruptionType.External
+        : InterruptionType.HardwareException,
+    error >= 0
+  )
+  c.vectoringError = error < 0 ? 0 : error
   if (!c.pe) deliverReal(c, vector)
   else deliverProtected(c, vector, error, kind)
+  c.vectoringInfo = 0
 }
 
 /** Real-address-mode delivery through the IVT (SDM 20.1.4): push FLAGS, CS, IP; clear IF, TF, AC. */
@@ -232,6 +346,8 @@ function deliverProtected(c: Cpu, vector: number, error: number, kind: number): 
   const dpl = descDpl(chi)
   const size = is32 ? 4 : 2
   const flags = c.getFlags()
+  // the EFLAGS image of a fault-class exception has RF = 1, so IRET resumes without re-triggering an instruction breakpoint (SDM 17.3.1.1)
+  const pushedFlags = kind === EventKind.Exception && isFaultClass(vector) ? flags | F_RF : flags
   const oldCs = c.segSel[CS]!
   const oldEip = c.eip
   const conforming = (descType(chi) & TYPE_CONFORMING) !== 0
@@ -242,7 +358,7 @@ function deliverProtected(c: Cpu, vector: number, error: number, kind: number): 
     const stack = checkTssStackSegment(c, ss, dpl, ext)
     stackScratch[n++] = c.segSel[SS]!
     stackScratch[n++] = c.r32[ESP]!
-    stackScratch[n++] = flags
+    stackScratch[n++] = pushedFlags
     stackScratch[n++] = oldCs
     stackScratch[n++] = oldEip
     if (error >= 0) stackScratch[n++] = error
@@ -252,7 +368,7 @@ function deliverProtected(c: Cpu, vector: number, error: number, kind: number): 
     if ((stack.access & AR_DB) !== 0) c.r32[ESP] = newSp
     else c.r16[ESP << 1] = newSp
   } else {
-    stackScratch[n++] = flags
+    stackScratch[n++] = pushedFlags
     stackScratch[n++] = oldCs
     stackScratch[n++] = oldEip
     if (error >= 0) stackScratch[n++] = error

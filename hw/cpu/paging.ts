@@ -13,14 +13,24 @@
  *                   CR0.WP = 1, or D = 0 so the walk sets it)
  *   TLB_ROM         writes go to the bus (ROM)
  *   TLB_MMIO        every access goes to the bus
+ *   TLB_NO_READ     EPT grants no read: reads and writes refill (and exit)
+ *   TLB_NO_EXEC     EPT grants no execute: instruction fetches refill (and exit)
  *   TLB_GLOBAL      kept across CR3 loads (CR4.PGE and G = 1)
  *
  * Machine address = entry & ~0xFFF | offset. With paging off the walk is the
  * identity (plus the A20 mask).
+ *
+ * In VMX non-root operation with EPT (vmx/ept.ts), every guest-physical
+ * address this walk produces or reads (the page-directory and page-table
+ * entries included) is translated again, guest-physical -> machine, and an
+ * EPT violation or misconfiguration becomes a VM exit (SDM 3C 29.3.3).
  */
 import { PageKind } from "./bus.ts"
 import type { Cpu } from "./cpu.ts"
 import { CR0_WP, CR4_PGE, CR4_PSE, PF } from "./regs.ts"
+import { Access, EPT_EXEC, EPT_READ, EPT_WRITE, EptOutcome, ept, eptWalk } from "./vmx/ept.ts"
+import { EptQual, ExitReason } from "./vmx/exit-reasons.ts"
+import { vmExitNow } from "./vmx/vmx.ts"
 
 export const TLB_VALID = 1 << 0
 export const TLB_NO_USER = 1 << 1
@@ -28,7 +38,11 @@ export const TLB_NO_WRITE_U = 1 << 2
 export const TLB_NO_WRITE_S = 1 << 3
 export const TLB_ROM = 1 << 4
 export const TLB_MMIO = 1 << 5
+export const TLB_NO_READ = 1 << 6
+export const TLB_NO_EXEC = 1 << 7
 export const TLB_GLOBAL = 1 << 11
+
+export { Access }
 
 /** Entries remembered for a selective flush; past this a flush clears the whole table. */
 export const TLB_LIST_SIZE = 8192
@@ -57,7 +71,8 @@ function install(c: Cpu, page: number, entry: number): number {
 }
 
 function pageFault(c: Cpu, linear: number, error: number): never {
-  c.cr2 = linear | 0
+  // CR2 is written when the #PF is delivered, not when a VM exit intercepts it (SDM 3C 27.1)
+  c.faultAddress = linear | 0
   return c.fault(PF, error)
 }
 
@@ -66,34 +81,80 @@ function kindBits(c: Cpu, machine: number): number {
   return kind === PageKind.Ram ? 0 : kind === PageKind.Rom ? TLB_ROM : TLB_MMIO
 }
 
-function physLd32(c: Cpu, addr: number): number {
-  addr >>>= 0
+/** EPT permissions of the last guest-physical -> machine translation (all of them outside EPT). */
+let lastEptPerms = EPT_READ | EPT_WRITE | EPT_EXEC
+
+/**
+ * Guest-physical -> machine for one access: the identity outside EPT; through
+ * the EPT in non-root operation, where a violation or misconfiguration is a
+ * VM exit with the SDM's qualification (table 28-7).
+ */
+function toMachine(c: Cpu, gpa: number, access: number, linear: number, translated: boolean): number {
+  gpa >>>= 0
+  if (!c.vmEpt) {
+    lastEptPerms = EPT_READ | EPT_WRITE | EPT_EXEC
+    return gpa
+  }
+  const outcome = eptWalk(c.mem, c.dv, c.vmEptp, gpa, access)
+  if (outcome === EptOutcome.Ok) {
+    lastEptPerms = ept.perms
+    return ept.machine
+  }
+  const exit = c.vmcs!.exit
+  exit.guestPhysicalAddress = gpa
+  exit.guestLinearAddress = linear >>> 0
+  if (outcome === EptOutcome.Misconfig) vmExitNow(c, ExitReason.EptMisconfig)
+  const kind = access === Access.Write ? EptQual.Write : access === Access.Fetch ? EptQual.Fetch : EptQual.Read
+  return vmExitNow(
+    c,
+    ExitReason.EptViolation,
+    kind | (ept.perms << 3) | EptQual.LinearValid | (translated ? EptQual.Translated : 0)
+  )
+}
+
+/** Read a paging-structure entry at guest-physical `gpa` (through EPT in non-root operation). */
+function walkLd32(c: Cpu, gpa: number, linear: number): number {
+  const addr = toMachine(c, gpa, Access.Read, linear, false)
   if (c.mem.pageKind(addr >>> 12) === PageKind.Mmio) return c.mem.read(addr, 4) | 0
   return c.dv.getInt32(addr, true)
 }
 
-function physSt32(c: Cpu, addr: number, v: number): void {
-  addr >>>= 0
+/** Set accessed/dirty bits in a paging-structure entry (a write access to it). */
+function walkSt32(c: Cpu, gpa: number, linear: number, v: number): void {
+  const addr = toMachine(c, gpa, Access.Write, linear, false)
   if (c.mem.pageKind(addr >>> 12) === PageKind.Ram) c.dv.setInt32(addr, v, true)
 }
 
+/** TLB flags for the EPT permissions of the final translation. */
+function eptBits(): number {
+  return (
+    ((lastEptPerms & EPT_READ) === 0 ? TLB_NO_READ : 0) |
+    ((lastEptPerms & EPT_WRITE) === 0 ? TLB_NO_WRITE_U | TLB_NO_WRITE_S : 0) |
+    ((lastEptPerms & EPT_EXEC) === 0 ? TLB_NO_EXEC : 0)
+  )
+}
+
 /**
- * Fill the TLB entry for `linear` for an access of the given kind, walking
- * the page tables and raising #PF (CR2 = linear) when the access is not
- * allowed. Returns the installed entry.
+ * Fill the TLB entry for `linear` for an access of kind `access` (Access.Read,
+ * Write or Fetch), walking the page tables and raising #PF (the faulting
+ * address in faultAddress) when the access is not allowed. Returns the
+ * installed entry.
  */
-export function tlbFill(c: Cpu, linear: number, write: boolean, user: boolean): number {
+export function tlbFill(c: Cpu, linear: number, access: number, user: boolean): number {
   const page = linear >>> 12
+  const write = access === Access.Write
+  if (c.vmEpt) c.cycles += c.eptWalkCost
   if (!c.pg) {
-    const machine = (linear & c.a20Mask & ~0xfff) >>> 0
-    return install(c, page, machine | TLB_VALID | kindBits(c, machine))
+    const gpa = (linear & c.a20Mask & ~0xfff) >>> 0
+    const machine = (toMachine(c, gpa | (linear & 0xfff), access, linear, true) & ~0xfff) >>> 0
+    return install(c, page, machine | TLB_VALID | kindBits(c, machine) | eptBits())
   }
   c.cycles += c.walkCost
   const pdeAddr = ((c.cr3 & ~0xfff) | ((linear >>> 20) & 0xffc)) >>> 0
-  const pde = physLd32(c, pdeAddr)
+  const pde = walkLd32(c, pdeAddr, linear)
   const errBase = (write ? PFEC_W : 0) | (user ? PFEC_U : 0)
   if ((pde & PTE_P) === 0) pageFault(c, linear, errBase)
-  let machine: number
+  let gpa: number
   let rights: number
   let dirty: boolean
   let global: boolean
@@ -102,25 +163,26 @@ export function tlbFill(c: Cpu, linear: number, write: boolean, user: boolean): 
     rights = pde
     checkRights(c, linear, rights, write, user, errBase)
     const updated = pde | PTE_A | (write ? PTE_D : 0)
-    if (updated !== pde) physSt32(c, pdeAddr, updated)
-    machine = ((pde & 0xffc00000) | (linear & 0x3ff000)) >>> 0
+    if (updated !== pde) walkSt32(c, pdeAddr, linear, updated)
+    gpa = ((pde & 0xffc00000) | (linear & 0x3ff000)) >>> 0
     dirty = (updated & PTE_D) !== 0
     global = (pde & PTE_G) !== 0
   } else {
     const pteAddr = ((pde & ~0xfff) | ((linear >>> 10) & 0xffc)) >>> 0
-    const pte = physLd32(c, pteAddr)
+    const pte = walkLd32(c, pteAddr, linear)
     if ((pte & PTE_P) === 0) pageFault(c, linear, errBase)
     rights = pde & pte
     checkRights(c, linear, rights, write, user, errBase)
-    if ((pde & PTE_A) === 0) physSt32(c, pdeAddr, pde | PTE_A)
+    if ((pde & PTE_A) === 0) walkSt32(c, pdeAddr, linear, pde | PTE_A)
     const updated = pte | PTE_A | (write ? PTE_D : 0)
-    if (updated !== pte) physSt32(c, pteAddr, updated)
-    machine = (pte & ~0xfff) >>> 0
+    if (updated !== pte) walkSt32(c, pteAddr, linear, updated)
+    gpa = (pte & ~0xfff) >>> 0
     dirty = (updated & PTE_D) !== 0
     global = (pte & PTE_G) !== 0
   }
-  machine = (machine & c.a20Mask) >>> 0
-  let entry = machine | TLB_VALID | kindBits(c, machine)
+  gpa = (gpa & c.a20Mask) >>> 0
+  const machine = (toMachine(c, gpa | (linear & 0xfff), access, linear, true) & ~0xfff) >>> 0
+  let entry = machine | TLB_VALID | kindBits(c, machine) | eptBits()
   if ((rights & PTE_US) === 0) entry |= TLB_NO_USER
   if ((rights & PTE_RW) === 0) {
     entry |= TLB_NO_WRITE_U

@@ -13,6 +13,7 @@
 import type { AccessSize } from "../bus.ts"
 import type { Cpu } from "../cpu.ts"
 import { getZF } from "../flags.ts"
+import { Access } from "../paging.ts"
 import { DS, ECX, EDI, ES, ESI, F_DF } from "../regs.ts"
 import { checkIoExit } from "../vmx/exits.ts"
 import { alu, CMP } from "./alu.ts"
@@ -72,7 +73,7 @@ function step(c: Cpu, kind: number, size: AccessSize, delta: number): void {
     case INS: {
       // the destination is checked before the port is read, so a fault does not lose input
       const lin = c.linW(ES, index(c, EDI), size)
-      c.xlate(lin, true, c.cpl === 3)
+      c.xlate(lin, Access.Write, c.cpl === 3)
       c.stSize(lin, size, c.io.in(c.r16[4]!, size))
       advance(c, EDI, delta)
       return

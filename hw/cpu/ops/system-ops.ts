@@ -55,8 +55,29 @@ import {
   descType,
   readDescriptor
 } from "../segmentation.ts"
+import { ExitReason } from "../vmx/exit-reasons.ts"
+import {
+  checkClts,
+  checkControlExit,
+  checkCr3Read,
+  checkCr3Write,
+  checkLmsw,
+  checkMsrExit,
+  checkUnconditionalExit,
+  crReadValue,
+  crWriteValue
+} from "../vmx/exits.ts"
+import { Proc2Controls, ProcControls } from "../vmx/vmcs.ts"
+import { vmExitNow } from "../vmx/vmx.ts"
 import { cpuid } from "./cpuid.ts"
 import type { Op } from "./types.ts"
+
+/** The TSC as this software sees it: simulated cycles plus IA32_TSC offset, plus the VMCS TSC offset in a guest (SDM 3C 26.3). */
+function guestTsc(c: Cpu): number {
+  const vmcs = c.vmcs
+  const offset = vmcs !== null && (c.vmProc & ProcControls.UseTscOffsetting) !== 0 ? vmcs.controls.tscOffset : 0
+  return Math.max(0, c.cycles + c.tscOffset + offset)
+}
 
 function requireCpl0(c: Cpu): void {
   if (c.pe && c.cpl !== 0) c.fault(GP, 0)
@@ -97,7 +118,7 @@ export function writeCr4(c: Cpu, value: number): void {
 function readMsr(c: Cpu, index: number): [number, number] {
   switch (index >>> 0) {
     case 0x10: {
-      const tsc = c.cycles + c.tscOffset
+      const tsc = guestTsc(c)
       return [(tsc % 2 ** 32) | 0, Math.floor(tsc / 2 ** 32) | 0]
     }
     case 0x1b:
@@ -116,7 +137,9 @@ function readMsr(c: Cpu, index: number): [number, number] {
 function writeMsr(c: Cpu, index: number, lo: number, hi: number): void {
   switch (index >>> 0) {
     case 0x10:
-      c.tscOffset = (hi >>> 0) * 2 ** 32 + (lo >>> 0) - c.cycles
+      // P6 family (this CPU reports family 6): WRMSR writes the low 32 bits of the TSC and clears the high 32 (SDM 3B 17.17)
+      void hi
+      c.tscOffset = (lo >>> 0) - c.cycles
       return
     case 0x1b:
       c.apicBase = (lo & 0xfffff900) | 0
@@ -219,6 +242,11 @@ function visibleDescriptor(c: Cpu, sel: number): boolean {
 function group7(c: Cpu): void {
   const m = c.fetch8()
   const k = (m >> 3) & 7
+  if (m === 0xc1) {
+    // VMCALL (0F 01 C1): always a VM exit in non-root operation, #UD outside VMX operation (SDM 3C 31 VMCALL)
+    checkUnconditionalExit(c, ExitReason.Vmcall)
+    c.fault(UD)
+  }
   switch (k) {
     case 0:
     case 1: {
@@ -246,20 +274,24 @@ function group7(c: Cpu): void {
       }
       return
     }
-    case 4:
-      if (m >= 0xc0) c.setReg(c.o32 ? 4 : 2, m & 7, c.cr0 & (c.o32 ? -1 : 0xffff))
-      else c.writeRM(m, 2, c.cr0 & 0xffff)
+    case 4: {
+      const cr0 = crReadValue(c, 0, c.cr0)
+      if (m >= 0xc0) c.setReg(c.o32 ? 4 : 2, m & 7, cr0 & (c.o32 ? -1 : 0xffff))
+      else c.writeRM(m, 2, cr0 & 0xffff)
       return
+    }
     case 6: {
       requireCpl0(c)
       // LMSW: loads PE MP EM TS; cannot clear PE
       const v = c.readRM(m, 2)
+      checkLmsw(c, v)
       writeCr0(c, (c.cr0 & ~0xe) | (v & 0xf) | (c.cr0 & CR0_PE))
       return
     }
     case 7:
       memoryOperand(c, m)
       requireCpl0(c)
+      checkControlExit(c, ProcControls.InvlpgExiting, ExitReason.Invlpg, (c.segBase[c.eaSeg]! + c.ea) | 0)
       c.flushTlbPage((c.segBase[c.eaSeg]! + c.ea) | 0)
       return
     default:
@@ -298,18 +330,26 @@ export function installSystem(one: Array<Op>, two: Array<Op>): void {
   two[0x03] = larLsl(true)
   two[0x06] = (c) => {
     requireCpl0(c)
+    checkClts(c)
     c.cr0 &= ~CR0_TS
   }
-  two[0x08] = requireCpl0
-  two[0x09] = requireCpl0
+  two[0x08] = (c) => {
+    // INVD always exits in non-root operation (SDM 3C 26.1.2)
+    requireCpl0(c)
+    checkUnconditionalExit(c, ExitReason.Invd)
+  }
+  two[0x09] = (c) => {
+    requireCpl0(c)
+    if (c.vmcs !== null && (c.vmProc2 & Proc2Controls.WbinvdExiting) !== 0) vmExitNow(c, ExitReason.Wbinvd)
+  }
   two[0x0b] = (c) => c.fault(UD)
   two[0x20] = (c) => {
     const m = c.fetch8()
     requireCpl0(c)
     const n = (m >> 3) & 7
-    const values = [c.cr0, 0, c.cr2, c.cr3, c.cr4]
     if (n === 1 || n > 4) c.fault(UD)
-    c.r32[m & 7] = values[n]!
+    if (n === 3) checkCr3Read(c, m & 7)
+    c.r32[m & 7] = n === 0 ? crReadValue(c, 0, c.cr0) : n === 2 ? c.cr2 : n === 3 ? c.cr3 : crReadValue(c, 4, c.cr4)
   }
   two[0x22] = (c) => {
     const m = c.fetch8()
@@ -317,17 +357,18 @@ export function installSystem(one: Array<Op>, two: Array<Op>): void {
     const v = c.r32[m & 7]!
     switch ((m >> 3) & 7) {
       case 0:
-        writeCr0(c, v)
+        writeCr0(c, crWriteValue(c, 0, v, m & 7))
         return
       case 2:
         c.cr2 = v
         return
       case 3:
+        checkCr3Write(c, v, m & 7)
         c.cr3 = v & ~0xfe7
         c.flushTlb(true)
         return
       case 4:
-        writeCr4(c, v)
+        writeCr4(c, crWriteValue(c, 4, v, m & 7))
         return
       default:
         c.fault(UD)
@@ -340,31 +381,37 @@ export function installSystem(one: Array<Op>, two: Array<Op>): void {
     }
     return n
   }
+  // MOV DR: exits with MOV-DR exiting; qualification = DR number | direction (bit 4: 1 = MOV from DR) | GPR << 8 (SDM table 28-4)
   two[0x21] = (c) => {
     const m = c.fetch8()
     requireCpl0(c)
+    checkControlExit(c, ProcControls.MovDrExiting, ExitReason.DrAccess, ((m >> 3) & 7) | 0x10 | ((m & 7) << 8))
     c.r32[m & 7] = c.dr[debugIndex(c, (m >> 3) & 7)]!
   }
   two[0x23] = (c) => {
     const m = c.fetch8()
     requireCpl0(c)
+    checkControlExit(c, ProcControls.MovDrExiting, ExitReason.DrAccess, ((m >> 3) & 7) | ((m & 7) << 8))
     const n = debugIndex(c, (m >> 3) & 7)
     const v = c.r32[m & 7]!
     c.dr[n] = n === 6 ? (v | 0xffff0ff0) & ~0x1000 : n === 7 ? (v | 0x400) & ~0xd000 : v
   }
   two[0x30] = (c) => {
     requireCpl0(c)
+    checkMsrExit(c, c.r32[1]!, true)
     writeMsr(c, c.r32[1]!, c.r32[0]!, c.r32[2]!)
   }
   two[0x32] = (c) => {
     requireCpl0(c)
+    checkMsrExit(c, c.r32[1]!, false)
     const [lo, hi] = readMsr(c, c.r32[1]!)
     c.r32[0] = lo
     c.r32[2] = hi
   }
   two[0x31] = (c) => {
     if ((c.cr4 & CR4_TSD) !== 0 && c.pe && c.cpl !== 0) c.fault(GP, 0)
-    const tsc = c.cycles + c.tscOffset
+    checkControlExit(c, ProcControls.RdtscExiting, ExitReason.Rdtsc)
+    const tsc = guestTsc(c)
     c.r32[0] = (tsc % 2 ** 32) | 0
     c.r32[2] = Math.floor(tsc / 2 ** 32) | 0
   }

@@ -8,6 +8,9 @@ import type { AccessSize } from "../bus.ts"
 import type { Cpu } from "../cpu.ts"
 import { condition, getZF, setArithFlags, szp } from "../flags.ts"
 import { F_CF, F_ZF, FS, GP, GS, SS, UD } from "../regs.ts"
+import { ExitReason } from "../vmx/exit-reasons.ts"
+import { checkControlExit } from "../vmx/exits.ts"
+import { ProcControls } from "../vmx/vmcs.ts"
 import { alu, CMP, doubleShift, imulTrunc } from "./alu.ts"
 import { nearJump } from "./control-ops.ts"
 import { loadSegmentRegister } from "./move-ops.ts"
@@ -218,7 +221,8 @@ export function installTwoByte(two: Array<Op>): void {
     if (m < 0xc0) c.decodeEA(m)
   }
   two[0x33] = (c) => {
-    // RDPMC: this CPU has no performance-monitoring counters, so every ECX is invalid: #GP(0) (SDM RDPMC)
+    // RDPMC: exits with RDPMC exiting; otherwise this CPU has no counters, so every ECX is invalid: #GP(0)
+    checkControlExit(c, ProcControls.RdpmcExiting, ExitReason.Rdpmc)
     c.fault(GP, 0)
   }
   two[0xa0] = (c) => c.pushV(c.segSel[FS]!)

@@ -53,6 +53,9 @@ export function vmExitNow(c: Cpu, reason: number, qualification = 0): never {
   v.exit.qualification = qualification >>> 0
   v.exit.instructionLength = (c.eip - c.startEip) >>> 0
   v.exit.interruptionInfo = 0
+  v.exit.idtVectoringInfo = c.vectoringInfo >>> 0
+  v.exit.idtVectoringErrorCode = c.vectoringError >>> 0
+  c.vectoringInfo = 0
   c.excVector = 256
   throw FAULT
 }
@@ -65,6 +68,7 @@ export function recordVmExit(c: Cpu, reason: number, qualification = 0, interrup
   v.exit.interruptionInfo = interruptionInfo >>> 0
   v.exit.interruptionErrorCode = errorCode >>> 0
   v.exit.instructionLength = 0
+  v.exit.idtVectoringInfo = 0
   c.exitCode = RunExit.VmExit
   c.eventPending = true
 }

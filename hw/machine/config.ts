@@ -39,7 +39,8 @@ export const NicConfig = Schema.Struct({
 export class MachineConfig extends Schema.Class<MachineConfig>("fibervisor/MachineConfig")({
   name: Schema.NonEmptyString,
   pcpus: Int(1, 64),
-  ramMiB: Int(1, 4096),
+  // RAM sits below the MMIO hole at 0xE0000000 (no PAE): at most 3.5 GiB
+  ramMiB: Int(1, 3584),
   costProfile: CostProfileName,
   seed: Int(-2147483648, 4294967295),
   uart: UartConfig,

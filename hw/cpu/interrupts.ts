@@ -105,7 +105,7 @@ export function dispatchFault(c: Cpu): void {
 
 export function deliverException(c: Cpu, vector: number, error: number): void {
   let v = vector
-  let e = hasErrorCode(v) ? (error < 0 ? 0 : error) : -1
+  let e = hasErrorCode(v) ? Math.max(error, 0) : -1
   for (;;) {
     if (c.vmcs !== null && exceptionExits(c, v, e)) {
       recordVmExit(
@@ -113,7 +113,7 @@ export function deliverException(c: Cpu, vector: number, error: number): void {
         ExitReason.ExceptionOrNmi,
         v === PF ? c.faultAddress : v === DB ? c.dr[6]! & 0x600f : 0,
         interruptionInfo(v, InterruptionType.HardwareException, e >= 0),
-        e < 0 ? 0 : e
+        Math.max(e, 0)
       )
       return
     }
@@ -140,7 +140,7 @@ export function deliverException(c: Cpu, vector: number, error: number): void {
         e = 0
       } else {
         v = second
-        e = hasErrorCode(second) ? (c.excError < 0 ? 0 : c.excError) : -1
+        e = hasErrorCode(second) ? Math.max(c.excError, 0) : -1
       }
     }
   }
@@ -288,7 +288,7 @@ export function deliver(c: Cpu, vector: number, error: number, kind: number): vo
         : InterruptionType.HardwareException,
     error >= 0
   )
-  c.vectoringError = error < 0 ? 0 : error
+  c.vectoringError = Math.max(error, 0)
   if (!c.pe) deliverReal(c, vector)
   else deliverProtected(c, vector, error, kind)
   c.vectoringInfo = 0

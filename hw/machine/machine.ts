@@ -17,18 +17,18 @@
  * behind the BSP's LINT0 in ExtINT mode); each local APIC drives its own
  * pCPU. The vmkernel owns all of this; guests never see it.
  */
-import { PageKind, type IoPorts, type PhysicalMemory } from "../cpu/bus.ts"
+import { type IoPorts, PageKind, type PhysicalMemory } from "../cpu/bus.ts"
 import { Cpu } from "../cpu/cpu.ts"
 import { RunExit } from "../cpu/state.ts"
 import type { BlockBackend } from "../devices/block/backend.ts"
 import { Fvblk } from "../devices/block/fvblk.ts"
-import { LocalApic } from "../devices/lapic/lapic.ts"
 import { routeIpi } from "../devices/lapic/ipi.ts"
+import { LocalApic } from "../devices/lapic/lapic.ts"
 import { loopbackBackend, type NicBackend, noneBackend } from "../devices/nic/backends.ts"
 import { Fvnic } from "../devices/nic/fvnic.ts"
 import { PicPair } from "../devices/pic8259/pic-pair.ts"
 import { Pit8254 } from "../devices/pit8254/pit8254.ts"
-import { type UartBackend, Uart16550 } from "../devices/uart16550/uart16550.ts"
+import { Uart16550, type UartBackend } from "../devices/uart16550/uart16550.ts"
 import type { FirmwareDescription, FirmwareDevice } from "../firmware/description.ts"
 import { encodeFirmwareTable } from "../firmware/table.ts"
 import { Bus, romDevice, WiringError } from "./buses.ts"
@@ -83,7 +83,8 @@ export class Machine {
     this.config = config
     this.profile = costProfiles[config.costProfile]
     const ramBytes = config.ramMiB * 1024 * 1024
-    if (ramBytes > MMIO_HOLE) throw new WiringError(`RAM of ${config.ramMiB} MiB reaches into the MMIO hole at 0xE0000000`)
+    if (ramBytes > MMIO_HOLE)
+      throw new WiringError(`RAM of ${config.ramMiB} MiB reaches into the MMIO hole at 0xE0000000`)
     this.ram = new Uint8Array(ramBytes)
     const clock = () => this.deviceClock()
     const irq = (line: number): IrqLine => ({ set: (level) => this.pic.setIrq(line, level) })
@@ -115,7 +116,10 @@ export class Machine {
 
     const dma = dmaMemory(this.ram)
     if (config.block !== null) {
-      if (backends.disk === undefined) throw new WiringError(`the config names a datastore disk (${config.block.path}) but no disk back-end was supplied`)
+      if (backends.disk === undefined)
+        throw new WiringError(
+          `the config names a datastore disk (${config.block.path}) but no disk back-end was supplied`
+        )
       this.block = new Fvblk({ backend: backends.disk, dma, irq: irq(IRQ.block), clock })
       this.mmio.map(FVBLK_BASE, 0x1000, this.block)
       this.timed.push(this.block)
@@ -256,13 +260,14 @@ export class Machine {
    * no pCPU can run, jump to the next deadline. Returns false when nothing
    * can ever happen again (all halted, no deadline).
    */
-  step(quantumNs: number): boolean {
+  step(quantumNs: number, limit = Number.POSITIVE_INFINITY): boolean {
     const next = this.advanceDevices(this.now)
     const anyRunnable = this.cpus.some((_, i) => this.runnable(i))
     if (!anyRunnable) {
-      if (!Number.isFinite(next)) return false
-      this.idleUntil(next)
-      this.advanceDevices(next)
+      if (!Number.isFinite(next) && !Number.isFinite(limit)) return false
+      const to = Math.min(next, limit)
+      this.idleUntil(to)
+      this.advanceDevices(to)
       return true
     }
     const target = Math.max(this.now + 1, Math.min(this.now + quantumNs, next))
@@ -277,7 +282,7 @@ export class Machine {
   /** Run the machine until virtual time `until` (ns) or until nothing can happen. */
   runUntil(until: number, quantumNs = 1_000_000): void {
     while (this.now < until) {
-      if (!this.step(Math.min(quantumNs, until - this.now))) break
+      if (!this.step(Math.min(quantumNs, until - this.now), until)) break
     }
   }
 
@@ -310,4 +315,11 @@ export class Machine {
 }
 
 /** A locally administered MAC in QEMU's 52:54:00 range, from the seed (deterministic). */
-const macFromSeed = (seed: number): Array<number> => [0x52, 0x54, 0x00, (seed >>> 16) & 0xff, (seed >>> 8) & 0xff, seed & 0xff]
+const macFromSeed = (seed: number): Array<number> => [
+  0x52,
+  0x54,
+  0x00,
+  (seed >>> 16) & 0xff,
+  (seed >>> 8) & 0xff,
+  seed & 0xff
+]

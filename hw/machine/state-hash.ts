@@ -35,7 +35,8 @@ export const hashMachine = (m: Machine): string => {
   const h = new Fnv64()
   h.bytes(m.ram)
   h.text(String(m.now))
-  for (const cpu of m.cpus) h.text(JSON.stringify({ state: cpu.getState(), cycles: cpu.cycles, instructions: cpu.instructions }))
+  for (const cpu of m.cpus)
+    h.text(JSON.stringify({ state: cpu.getState(), cycles: cpu.cycles, instructions: cpu.instructions }))
   h.text(
     JSON.stringify({
       uart: m.uart.snapshot(),

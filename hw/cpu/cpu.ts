@@ -26,7 +26,7 @@
 import type { AccessSize, IoPorts, PhysicalMemory } from "./bus.ts"
 import { FAULT } from "./fault.ts"
 import { lazyFlags, setLazy } from "./flags.ts"
-import { dispatchFault, handleEvents } from "./interrupts.ts"
+import { dispatchFault, handleEvents, STEP_ONE } from "./interrupts.ts"
 import { costClassTable } from "./opcodes.ts"
 import { oneByteOps } from "./ops/table.ts"
 import {
@@ -244,6 +244,8 @@ export class Cpu {
   cycles = 0
   /** Simulated cycles charged per opcode (index: opcode, or 256 + opcode for 0F xx); 1 until a profile is set. */
   readonly opCycles = new Int32Array(512).fill(1)
+  /** The most expensive opcode's cycles: bounds a preemption-timer chunk (vmx/vmx.ts). */
+  maxOpCycles = 1
   /** Extra cycles per TLB-miss page walk (the cost profile sets it). */
   walkCost = 0
   /** Initial APIC ID, reported by CPUID.1:EBX[31:24]. */
@@ -312,6 +314,13 @@ export class Cpu {
           this.instructions += n
           return exit as RunExit
         }
+        if (exit === STEP_ONE) {
+          // an interrupt shadow (STI, MOV SS): exactly one instruction runs before events are looked at again
+          n++
+          this.executeOne()
+          this.eventPending = true
+          continue
+        }
       }
       try {
         while (n < budget && !this.eventPending) {
@@ -322,19 +331,36 @@ export class Cpu {
           ops[op]!(this)
         }
       } catch (e) {
-        if (e !== FAULT) throw e
-        this.resetPrefixes()
-        this.eip = this.startEip
-        if (this.excVector === VMEXIT) {
-          this.exitCode = RunExit.VmExit
-          this.eventPending = true
-        } else {
-          dispatchFault(this)
-        }
+        this.onFault(e)
       }
     }
     this.instructions += n
     return RunExit.Budget
+  }
+
+  /** One instruction, outside the hot loop (the instruction in an interrupt shadow). */
+  private executeOne(): void {
+    try {
+      this.startEip = this.eip
+      const op = this.fetch8()
+      this.cycles += this.opCycles[op]!
+      oneByteOps[op]!(this)
+    } catch (e) {
+      this.onFault(e)
+    }
+  }
+
+  /** The instruction raised FAULT: rewind it, then deliver the exception or report the VM exit. */
+  private onFault(e: unknown): void {
+    if (e !== FAULT) throw e
+    this.resetPrefixes()
+    this.eip = this.startEip
+    if (this.excVector === VMEXIT) {
+      this.exitCode = RunExit.VmExit
+      this.eventPending = true
+    } else {
+      dispatchFault(this)
+    }
   }
 
   /**
@@ -351,6 +377,7 @@ export class Cpu {
   /** Install a cost profile: cycles per cost class (see cost-class.ts) and per page walk. */
   setCosts(perClass: ArrayLike<number>, walkCycles: number): void {
     for (let op = 0; op < 512; op++) this.opCycles[op] = perClass[COST_CLASS[op]!] ?? 1
+    this.maxOpCycles = Math.max(1, ...this.opCycles)
     this.walkCost = walkCycles
   }
 

@@ -183,7 +183,15 @@ export function softwareInterrupt(c: Cpu, vector: number): void {
   deliver(c, vector, -1, EventKind.Software)
 }
 
-/** Check for and take pending events between instructions. Returns a RunExit to stop, or -1 to go on. */
+/** handleEvents' answer "execute exactly one instruction, then check again" (an interrupt shadow is active). */
+export const STEP_ONE = -2
+
+/**
+ * Check for and take pending events between instructions. Returns a RunExit
+ * to stop, -1 to go on, or STEP_ONE when the next instruction is in an
+ * interrupt shadow (STI, MOV SS: SDM Vol. 2 STI, 3C table 25-3) and must run
+ * before any interrupt is recognized.
+ */
 export function handleEvents(c: Cpu): number {
   if (c.isShutdown) return RunExit.Shutdown
   if (c.exitCode >= 0) {
@@ -196,6 +204,7 @@ export function handleEvents(c: Cpu): number {
     return RunExit.Stopped
   }
   if (c.vmcs !== null && nonRootEventExit(c)) return RunExit.VmExit
+  let stepOne = false
   try {
     if (c.tfTrap) {
       c.tfTrap = false
@@ -204,7 +213,7 @@ export function handleEvents(c: Cpu): number {
     }
     if (c.intShadow) {
       c.intShadow = false
-      c.eventPending = true
+      stepOne = true
     } else if (c.nmiPending && !c.nmiBlocked) {
       c.nmiPending = false
       c.nmiBlocked = true
@@ -226,6 +235,10 @@ export function handleEvents(c: Cpu): number {
     return code
   }
   if (c.isShutdown) return RunExit.Shutdown
+  if (stepOne) {
+    if ((c.flags & F_TF) !== 0) c.tfTrap = true
+    return STEP_ONE
+  }
   if (c.halted) return RunExit.Halt
   if ((c.flags & F_TF) !== 0) c.tfTrap = true
   c.eventPending =
@@ -244,25 +257,24 @@ export function handleEvents(c: Cpu): number {
  * interrupt-window exiting. Returns true when an exit was recorded.
  */
 function nonRootEventExit(c: Cpu): boolean {
+  // the guest's activity state is saved as it is (a halted guest stays in HLT, SDM 3C 28.1, 28.3.4)
   if (c.nmiPending && (c.vmPin & PinControls.NmiExiting) !== 0) {
     c.nmiPending = false
-    c.halted = false
     recordVmExit(c, ExitReason.ExceptionOrNmi, 0, interruptionInfo(NMI, InterruptionType.Nmi, false))
     c.exitCode = -1
     return true
   }
-  if (c.intrLine && (c.vmPin & PinControls.ExternalInterruptExiting) !== 0) {
+  // RFLAGS.IF does not hold back an exiting external interrupt, but blocking by STI / MOV SS does (SDM 3C 26.2, table 25-3)
+  if (c.intrLine && (c.vmPin & PinControls.ExternalInterruptExiting) !== 0 && !c.intShadow) {
     let info = 0
     if ((c.vmcs!.controls.exit & ExitControls.AcknowledgeInterruptOnExit) !== 0) {
       info = interruptionInfo(c.acknowledge() & 0xff, InterruptionType.External, false)
     }
-    c.halted = false
     recordVmExit(c, ExitReason.ExternalInterrupt, 0, info)
     c.exitCode = -1
     return true
   }
   if ((c.vmProc & ProcControls.InterruptWindowExiting) !== 0 && (c.flags & F_IF) !== 0 && !c.intShadow) {
-    c.halted = false
     recordVmExit(c, ExitReason.InterruptWindow)
     c.exitCode = -1
     return true

@@ -67,6 +67,7 @@ export class Machine {
   readonly mmio = new Bus("MMIO bus")
   readonly uart: Uart16550
   readonly pic: PicPair
+  /** The PIT (not on the port bus when the config's timer kind is "lapic"). */
   readonly pit: Pit8254
   readonly block: Fvblk | undefined
   readonly nic: Fvnic | undefined
@@ -104,10 +105,13 @@ export class Machine {
     devices.push({ type: "pic8259", space: "port", base: 0x20, length: 2, irq: null })
     devices.push({ type: "pic8259", space: "port", base: 0xa0, length: 2, irq: null })
 
+    // the timer choice: every P6-class pCPU has a local APIC timer; "lapic" leaves the PIT off the bus
     this.pit = new Pit8254({ clock, out0: irq(IRQ.pit) })
-    this.ports.map(0x40, 4, this.pit)
-    this.timed.push(this.pit)
-    devices.push({ type: "pit8254", space: "port", base: 0x40, length: 4, irq: IRQ.pit })
+    if (config.timer.kind !== "lapic") {
+      this.ports.map(0x40, 4, this.pit)
+      this.timed.push(this.pit)
+      devices.push({ type: "pit8254", space: "port", base: 0x40, length: 4, irq: IRQ.pit })
+    }
 
     this.uart = new Uart16550({ ...(backends.console ? { backend: backends.console } : {}), irq: irq(IRQ.com1) })
     this.ports.map(0x3f8, 8, this.uart)

@@ -282,10 +282,19 @@ function group7(c: Cpu): void {
     }
     case 6: {
       requireCpl0(c)
-      // LMSW: loads PE MP EM TS; cannot clear PE
-      const v = c.readRM(m, 2)
-      checkLmsw(c, v)
-      writeCr0(c, (c.cr0 & ~0xe) | (v & 0xf) | (c.cr0 & CR0_PE))
+      // LMSW: loads PE MP EM TS; cannot clear PE. In a guest, host-owned bits keep their value (SDM 3C 26.3).
+      let v: number
+      let linear = -1
+      if (m >= 0xc0) v = c.getReg(2, m & 7)
+      else {
+        c.decodeEA(m)
+        linear = (c.segBase[c.eaSeg]! + c.ea) | 0
+        v = c.rd16(c.eaSeg, c.ea)
+      }
+      checkLmsw(c, v, linear)
+      const owned = c.vmcs === null ? 0 : c.vmcs.controls.cr0GuestHostMask & 0xf
+      const loaded = (c.cr0 & ~0xe) | (v & 0xf) | (c.cr0 & CR0_PE)
+      writeCr0(c, (loaded & ~owned) | (c.cr0 & owned))
       return
     }
     case 7:
@@ -331,7 +340,8 @@ export function installSystem(one: Array<Op>, two: Array<Op>): void {
   two[0x06] = (c) => {
     requireCpl0(c)
     checkClts(c)
-    c.cr0 &= ~CR0_TS
+    // a host-owned TS that did not exit (shadow TS clear) is left alone (SDM 3C 26.3)
+    if (c.vmcs === null || (c.vmcs.controls.cr0GuestHostMask & CR0_TS) === 0) c.cr0 &= ~CR0_TS
   }
   two[0x08] = (c) => {
     // INVD always exits in non-root operation (SDM 3C 26.1.2)

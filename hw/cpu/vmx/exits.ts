@@ -9,6 +9,7 @@
 
 import { PageKind } from "../bus.ts"
 import type { Cpu } from "../cpu.ts"
+import { DS, EDI, ES, ESI } from "../regs.ts"
 import { CrAccessType, crQualification, ExitReason, ioQualification } from "./exit-reasons.ts"
 import { ProcControls } from "./vmcs.ts"
 import { vmExitNow } from "./vmx.ts"
@@ -43,7 +44,16 @@ export function checkIoExit(
   } else {
     exits = (c.vmProc & ProcControls.UnconditionalIoExiting) !== 0
   }
-  if (exits) vmExitNow(c, ExitReason.IoInstruction, ioQualification(size, isIn, isString, c.rep !== 0, immediate, port))
+  if (!exits) return
+  // INS/OUTS: the guest-linear-address field gets the linear address of the memory operand, ES:(E)DI for INS and
+  // seg:(E)SI for OUTS (SDM 3C 28.2.1 "Guest-linear address")
+  if (isString) {
+    const seg = isIn ? ES : c.segOvr >= 0 ? c.segOvr : DS
+    const reg = isIn ? EDI : ESI
+    const offset = c.a32 ? c.r32[reg]! : c.r16[reg << 1]!
+    v.exit.guestLinearAddress = ((c.segBase[seg]! + offset) & c.a20Mask) >>> 0
+  }
+  vmExitNow(c, ExitReason.IoInstruction, ioQualification(size, isIn, isString, c.rep !== 0, immediate, port))
 }
 
 /** RDMSR/WRMSR (SDM 26.1.3: always, unless the MSR bitmaps say otherwise). */
@@ -119,11 +129,15 @@ export function checkClts(c: Cpu): void {
 }
 
 /** LMSW: exits if a host-owned bit among CR0[3:0] would change from the shadow (PE cannot be cleared). */
-export function checkLmsw(c: Cpu, source: number): void {
+export function checkLmsw(c: Cpu, source: number, memoryLinear: number): void {
   const v = c.vmcs
   if (v === null) return
   const mask = v.controls.cr0GuestHostMask & 0xf
   const shadow = v.controls.cr0ReadShadow
   const changes = (source ^ shadow) & mask & ~((shadow & 1) === 1 ? 1 : 0)
-  if (changes !== 0) vmExitNow(c, ExitReason.CrAccess, crQualification(0, CrAccessType.Lmsw, 0, source))
+  if (changes === 0) return
+  // table 28-3 bit 6: LMSW operand type (1 = memory); 28.2.1: the guest-linear address of a memory operand
+  const memory = memoryLinear !== -1
+  if (memory) v.exit.guestLinearAddress = memoryLinear >>> 0
+  vmExitNow(c, ExitReason.CrAccess, crQualification(0, CrAccessType.Lmsw, 0, source) | (memory ? 1 << 6 : 0))
 }

@@ -82,8 +82,11 @@ function entryFailure(vmcs: Vmcs): RunExit {
 /** A subset of the guest-state checks of SDM 27.3.1 that this model relies on. */
 function guestStateValid(vmcs: Vmcs): boolean {
   const g = vmcs.guest.regs
-  const unrestricted = (vmcs.controls.proc2 & Proc2Controls.UnrestrictedGuest) !== 0
-  const ept = (vmcs.controls.proc2 & Proc2Controls.EnableEpt) !== 0
+  // the secondary controls are in effect only when "activate secondary controls" is 1 (SDM 3C 25.6.2): otherwise
+  // "unrestricted guest" and "enable EPT" are 0 for these checks too
+  const proc2 = (vmcs.controls.proc & ProcControls.ActivateSecondaryControls) !== 0 ? vmcs.controls.proc2 : 0
+  const unrestricted = (proc2 & Proc2Controls.UnrestrictedGuest) !== 0
+  const ept = (proc2 & Proc2Controls.EnableEpt) !== 0
   if (unrestricted && !ept) return false
   if (!unrestricted && ((g.cr0 & CR0_PE) === 0 || (g.cr0 & CR0_PG) === 0)) return false
   if ((g.cr0 & CR0_PG) !== 0 && (g.cr0 & CR0_PE) === 0) return false
@@ -129,9 +132,14 @@ export function vmenter(c: Cpu, vmcs: Vmcs, budget: number): RunExit {
     c.exitCode = -1
     result = RunExit.VmExit
   }
+  // The timer exit comes at the first instruction boundary at or after the deadline (SDM 3C 26.5.1.1), whatever
+  // instructions cost: chunks hold at most (cycles left) / (dearest opcode) instructions, shrinking to single
+  // instructions near the deadline. Only a chunk whose instructions average more than the dearest opcode (mostly
+  // TLB misses, event deliveries, long REP chunks) can pass the deadline, by that excess.
+  const perInstruction = timerOn ? maxOpcodeCost(c) : 1
   let left = budget
   while (result !== RunExit.VmExit && left > 0) {
-    const chunk = timerOn ? Math.max(1, Math.min(left, deadline - c.cycles)) : left
+    const chunk = timerOn ? Math.max(1, Math.min(left, Math.floor((deadline - c.cycles) / perInstruction))) : left
     const before = c.instructions
     result = c.run(chunk)
     left -= c.instructions - before
@@ -154,6 +162,11 @@ export function vmenter(c: Cpu, vmcs: Vmcs, budget: number): RunExit {
   leaveGuest(c, vmcs)
   if (result === RunExit.VmExit) c.cycles += c.vmExitCost
   return result
+}
+
+/** The cycles of the dearest opcode in the cost profile (at least 1). */
+function maxOpcodeCost(c: Cpu): number {
+  return c.maxOpCycles
 }
 
 /** Save the guest state into the VMCS and return the pCPU to root operation. */

@@ -144,6 +144,12 @@ describe("Machine wiring", () => {
     )
   })
 
+  it("honours the timer choice: with kind lapic the PIT is not on the bus (its ports read all-ones)", () => {
+    const machine = new Machine(config({ timer: { kind: "lapic" } }))
+    expect(machine.cpus[0]!.io.in(0x40, 1)).toBe(0xff)
+    expect(machine.firmwareDescription.devices.some((d) => d.type === "pit8254")).toBe(false)
+  })
+
   it("refuses a datastore disk in the config without a disk back-end", () => {
     expect(() => new Machine(config({ block: { path: "/tmp/disk.img", sizeMiB: 1 } }))).toThrow(/no disk back-end/)
   })

@@ -224,6 +224,21 @@ export class Cpu {
   /** Error code, or -1 when the exception has none. */
   excError = -1
 
+  // ---- running without the extension: hypervisor-owned traps (the BT and PV modes) ----
+  /**
+   * When set, every exception, software interrupt and external interrupt
+   * returns from `run` with RunExit.Trap instead of going through the
+   * guest's IDT: the model of a hypervisor-owned IDT whose gates all lead
+   * back to the monitor (DESIGN.md `bt`/`pv`). The event is in trapVector,
+   * trapError (-1: none) and trapKind (interrupts.ts EventKind); for a fault,
+   * EIP is the faulting instruction, for INT n the next one; CR2 is written
+   * for #PF as the hardware would before entering the monitor's handler.
+   */
+  hostTraps = false
+  trapVector = 0
+  trapError = -1
+  trapKind = 0
+
   // ---- VMX non-root operation (vmx/vmx.ts): the current VMCS and its controls, cached ----
   vmcs: Vmcs | null = null
   vmPin = 0
@@ -379,6 +394,14 @@ export class Cpu {
     for (let op = 0; op < 512; op++) this.opCycles[op] = perClass[COST_CLASS[op]!] ?? 1
     this.maxOpCycles = Math.max(1, ...this.opCycles)
     this.walkCost = walkCycles
+  }
+
+  /** The A20 gate (fast A20 / keyboard controller): disabled, address bit 20 is forced to 0 (8086 wrap-around). */
+  setA20(enabled: boolean): void {
+    const mask = enabled ? -1 : ~(1 << 20)
+    if (mask === this.a20Mask) return
+    this.a20Mask = mask
+    this.flushTlb(false)
   }
 
   /** Ask `run` to return at the next instruction boundary. */

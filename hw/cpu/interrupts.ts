@@ -117,7 +117,7 @@ export function deliverException(c: Cpu, vector: number, error: number): void {
       )
       return
     }
-    if (v === PF) c.cr2 = c.faultAddress
+    if (v === PF && !c.hostTraps) c.cr2 = c.faultAddress
     const savedEsp = c.r32[ESP]!
     try {
       deliver(c, v, e, EventKind.Exception)
@@ -285,6 +285,16 @@ function nonRootEventExit(c: Cpu): boolean {
 /** Deliver vector `vector` with error code `error` (-1: none). */
 export function deliver(c: Cpu, vector: number, error: number, kind: number): void {
   c.halted = false
+  if (c.hostTraps && c.vmcs === null) {
+    // the hypervisor-owned IDT: every event goes back to the monitor (cpu.ts hostTraps)
+    if (vector === PF) c.cr2 = c.faultAddress
+    c.trapVector = vector
+    c.trapError = error
+    c.trapKind = kind
+    c.exitCode = RunExit.Trap
+    c.eventPending = true
+    return
+  }
   c.cycles += c.eventCost
   // if delivery is cut short by a VM exit, the exit reports this event as IDT-vectoring information (SDM 3C 28.2.4)
   c.vectoringInfo = interruptionInfo(

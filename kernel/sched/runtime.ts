@@ -1,0 +1,216 @@
+/**
+ * The world runtime: the scheduler (scheduler.ts, a pure algorithm) driven by
+ * Effect fibers, one per pCPU, over virtual time.
+ *
+ * A discrete-event loop keeps virtual time monotonic across pCPUs: each pCPU
+ * has its own clock and at most one pending event, either "pick a world at
+ * time t" or "charge the running world at t + used". The coordinator
+ * (`runFor`) always advances the pCPU with the earliest event (ties by pCPU
+ * number, so runs are deterministic):
+ *
+ *   coordinator                                pCPU fiber i
+ *   -----------                                ------------
+ *   earliest event is a pick on pCPU i:
+ *     world = scheduler.pick(i, t)
+ *     offer slice (world, t, budget)  ----->   take slice
+ *                                              world.run(i, t, budget)  (sync: the VMM's vCPU loop)
+ *     take result                     <-----   offer result
+ *     pending charge at t + used
+ *   earliest event is a charge: scheduler.charge(...), next pick at that time
+ *   no world to pick: the pCPU idles until the next event anywhere (another
+ *   pCPU's charge, a virtual timer, a limit lift, a device deadline);
+ *   when every pCPU idles, time jumps there at once.
+ *
+ * A slice is up to one quantum of virtual time (milliseconds of guest
+ * execution), so the two queue hops per slice (~15 µs, STACK.md) stay noise.
+ * A world's `run` is a plain synchronous call: the CPU hot loop never touches
+ * Effect.
+ */
+import { Context, Effect, Layer, Queue, type Scope } from "effect"
+import type { Machine } from "../../hw/machine/machine.ts"
+import { Trace } from "../trace/trace.ts"
+import type { SchedulerConfig, VmConfig } from "./config.ts"
+import { Scheduler } from "./scheduler.ts"
+import type { NextState, SchedulerStats, VmId, WorldId, WorldOptions } from "./types.ts"
+
+/** What a world does with CPU time: the VMM's vCPU loop (or a synthetic load in tests). */
+export interface WorldBody {
+  /**
+   * Run on pCPU `pcpu` from virtual time `start` for at most `budget` ns;
+   * return how much was used and what the world does next. Synchronous.
+   */
+  readonly run: (pcpu: number, start: number, budget: number) => { readonly used: number; readonly next: NextState }
+}
+
+interface Timer {
+  readonly at: number
+  readonly seq: number
+  readonly fire: () => void
+}
+
+export interface WorldsApi {
+  readonly scheduler: Scheduler
+  readonly now: Effect.Effect<number>
+  readonly addVm: (config: VmConfig) => Effect.Effect<VmId>
+  readonly addWorld: (vm: VmId, body: WorldBody, options?: WorldOptions) => Effect.Effect<WorldId>
+  readonly removeVm: (vm: VmId) => Effect.Effect<void>
+  /** Make a halted world runnable (a virtual interrupt arrived). Safe to call from inside a quantum. */
+  readonly wakeUnsafe: (world: WorldId) => void
+  /** Call `fire` when virtual time reaches `at` (ns). Safe to call from inside a quantum. */
+  readonly timerAtUnsafe: (at: number, fire: () => void) => void
+  /** Advance virtual time by `ns`, running worlds on every pCPU. */
+  readonly runFor: (ns: number) => Effect.Effect<void>
+  readonly stats: Effect.Effect<SchedulerStats>
+  /** Host-side counters: rounds and quanta dispatched (for `bench sched`). */
+  readonly counters: Effect.Effect<{ readonly rounds: number; readonly quanta: number }>
+}
+
+export class Worlds extends Context.Service<Worlds, WorldsApi>()("fibervisor/Worlds") {
+  /** The runtime over `pcpus` pCPUs; pass the machine to tick its devices as virtual time advances. */
+  static readonly layer = (config: SchedulerConfig, machine?: Machine) =>
+    Layer.effect(Worlds, makeWorlds(config, machine))
+}
+
+export const makeWorlds = (
+  config: SchedulerConfig,
+  machine?: Machine
+): Effect.Effect<WorldsApi, never, Scope.Scope | Trace> =>
+  Effect.gen(function* () {
+    const trace = yield* Trace
+    const scheduler = new Scheduler(config)
+    const quantum = scheduler.quantum
+    const bodies = new Map<WorldId, WorldBody>()
+    const timers: Array<Timer> = []
+    let timerSeq = 0
+    let now = scheduler.config.start
+    let rounds = 0
+    let quanta = 0
+
+    const fireDueTimers = () => {
+      timers.sort((a, b) => a.at - b.at || a.seq - b.seq)
+      while (timers.length > 0 && timers[0]!.at <= now) timers.shift()!.fire()
+    }
+
+    // per-pCPU state: its clock and the slice it is running (charged when the clock reaches its end)
+    const pcpus = scheduler.config.pcpus
+    const clock: Array<number> = new Array<number>(pcpus).fill(now)
+    const running: Array<{ world: WorldId; used: number; next: NextState } | undefined> = new Array(pcpus).fill(
+      undefined
+    )
+
+    // one fiber per pCPU: it runs the slices the coordinator hands it
+    const slices = yield* Effect.forEach(Array.from({ length: pcpus }), () =>
+      Queue.unbounded<{ world: WorldId; start: number; budget: number }>()
+    )
+    const results = yield* Queue.unbounded<{ used: number; next: NextState }>()
+    for (let pcpu = 0; pcpu < pcpus; pcpu++) {
+      const inbox = slices[pcpu]!
+      yield* Effect.forkScoped(
+        Effect.forever(
+          Effect.gen(function* () {
+            const slice = yield* Queue.take(inbox)
+            const result = yield* Effect.sync(() => bodies.get(slice.world)!.run(pcpu, slice.start, slice.budget))
+            yield* Queue.offer(results, result)
+          })
+        )
+      )
+    }
+
+    const nextTimer = () => (timers.length > 0 ? Math.min(...timers.map((t) => t.at)) : Number.POSITIVE_INFINITY)
+
+    /** The next time anything outside pCPU `except` can change what is runnable. */
+    const nextWakeup = (except: number, target: number) => {
+      let t = Math.min(target, nextTimer(), scheduler.nextLimitLift() ?? Number.POSITIVE_INFINITY)
+      if (machine !== undefined) t = Math.min(t, machine.advanceDevices(now))
+      for (let i = 0; i < pcpus; i++) {
+        if (i !== except && running[i] !== undefined) t = Math.min(t, clock[i]! + running[i]!.used)
+      }
+      return t
+    }
+
+    const runFor = (ns: number) =>
+      Effect.gen(function* () {
+        const target = now + ns
+        for (;;) {
+          // the pCPU with the earliest event: a pending charge at clock + used, else a pick at its clock;
+          // at equal times charges go first (they can make worlds eligible), then lower pCPU numbers
+          let i = -1
+          let at = Number.POSITIVE_INFINITY
+          let atIsCharge = false
+          for (let p = 0; p < pcpus; p++) {
+            const isCharge = running[p] !== undefined
+            const t = clock[p]! + (running[p]?.used ?? 0)
+            if (t < at || (t === at && isCharge && !atIsCharge)) {
+              at = t
+              i = p
+              atIsCharge = isCharge
+            }
+          }
+          // charges due at the target are settled; picks at the target belong to the next run
+          if (i < 0 || at > target || (at === target && running[i] === undefined)) break
+          now = Math.max(now, at)
+          fireDueTimers()
+          const slice = running[i]
+          if (slice !== undefined) {
+            clock[i] = at
+            running[i] = undefined
+            scheduler.charge(slice.world, slice.used, at, slice.next)
+            trace.recordUnsafe({
+              _tag: "Charge",
+              at,
+              pcpu: i,
+              world: String(slice.world),
+              used: slice.used,
+              state: slice.next
+            })
+            continue
+          }
+          const world = scheduler.pick(i, at)
+          if (world === undefined) {
+            // idle until something elsewhere can change the picture
+            const until = Math.max(at + 1, nextWakeup(i, target))
+            clock[i] = until
+            if (until - at > quantum) trace.recordUnsafe({ _tag: "Idle", at, pcpu: i, until })
+            continue
+          }
+          trace.recordUnsafe({ _tag: "Dispatch", at, pcpu: i, world: String(world) })
+          yield* Queue.offer(slices[i]!, { world, start: at, budget: quantum })
+          const result = yield* Queue.take(results)
+          const used = Math.max(0, Math.min(result.used, quantum))
+          // a world that neither used time nor halted would spin: give it at least 1 ns
+          running[i] = { world, used: used === 0 && result.next === "runnable" ? 1 : used, next: result.next }
+          quanta++
+          rounds++
+        }
+        now = target
+        for (let p = 0; p < pcpus; p++) if (running[p] === undefined && clock[p]! < target) clock[p] = target
+        fireDueTimers()
+        machine?.advanceDevices(now)
+        yield* Effect.yieldNow
+      })
+
+    return {
+      scheduler,
+      now: Effect.sync(() => now),
+      addVm: (vmConfig) => Effect.sync(() => scheduler.addVm(vmConfig)),
+      addWorld: (vm, body, options) =>
+        Effect.sync(() => {
+          const id = scheduler.addWorld(vm, now, options)
+          bodies.set(id, body)
+          return id
+        }),
+      removeVm: (vm) =>
+        Effect.sync(() => {
+          scheduler.removeVm(vm, now)
+        }),
+      wakeUnsafe: (world) => {
+        if (scheduler.stateOf(world) === "halted") scheduler.wake(world, now)
+      },
+      timerAtUnsafe: (at, fire) => {
+        timers.push({ at, seq: timerSeq++, fire })
+      },
+      runFor,
+      stats: Effect.sync(() => scheduler.stats(now)),
+      counters: Effect.sync(() => ({ rounds, quanta }))
+    }
+  })

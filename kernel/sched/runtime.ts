@@ -28,6 +28,7 @@
  */
 import { Context, Effect, Layer, Queue, type Scope } from "effect"
 import type { Machine } from "../../hw/machine/machine.ts"
+import { countQuantum } from "../trace/metrics.ts"
 import { Trace } from "../trace/trace.ts"
 import type { SchedulerConfig, VmConfig } from "./config.ts"
 import { Scheduler } from "./scheduler.ts"
@@ -110,6 +111,7 @@ export const makeWorlds = (
           Effect.gen(function* () {
             const slice = yield* Queue.take(inbox)
             const result = yield* Effect.sync(() => bodies.get(slice.world)!.run(pcpu, slice.start, slice.budget))
+            yield* countQuantum(pcpu, result.used)
             yield* Queue.offer(results, result)
           })
         )

@@ -122,7 +122,10 @@ function walkLd32(c: Cpu, gpa: number, linear: number): number {
 /** Set accessed/dirty bits in a paging-structure entry (a write access to it). */
 function walkSt32(c: Cpu, gpa: number, linear: number, v: number): void {
   const addr = toMachine(c, gpa, Access.Write, linear, false)
-  if (c.mem.pageKind(addr >>> 12) === PageKind.Ram) c.dv.setInt32(addr, v, true)
+  const kind = c.mem.pageKind(addr >>> 12)
+  if (kind === PageKind.Ram) c.dv.setInt32(addr, v, true)
+  // page tables behind the bus (an emulation CPU over guest-physical memory) get their A/D bits too
+  else if (kind === PageKind.Mmio) c.mem.write(addr, 4, v >>> 0)
 }
 
 /** TLB flags for the EPT permissions of the final translation. */

@@ -24,7 +24,7 @@ export const allowedImports: Record<Layer, ReadonlyArray<string>> = {
   kernel: ["kernel/", "drivers/", "hw/"],
   // the VMM runs guests on hw/cpu and reuses hw's pure device models (and their contract) for its
   // virtual devices, as QEMU's device models serve both sides; it never touches the Machine itself
-  vmm: ["vmm/", "kernel/", "hw/cpu/", "hw/devices/", "hw/machine/device.ts"],
+  vmm: ["vmm/", "kernel/", "hw/cpu/", "hw/devices/", "hw/machine/device.ts", "hw/machine/buses.ts"],
   images: ["images/"],
   scripts: ["scripts/", "vmm/", "kernel/", "drivers/", "hw/", "images/"]
 }

@@ -1,0 +1,122 @@
+/**
+ * Virtual machines end to end on the vmkernel: a real-mode guest (unrestricted
+ * guest) printing on its COM1 and leaving through a debug-exit port, its
+ * memory backed lazily, its exits counted; several VMs side by side on two
+ * pCPUs with their own consoles; a triple fault ending only its own VM.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { resetGuestRegisters } from "../../hw/cpu/vmx/vmcs.ts"
+import { decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
+import { Machine } from "../../hw/machine/machine.ts"
+import { Kernel } from "../../kernel/boot.ts"
+import { Worlds } from "../../kernel/sched/runtime.ts"
+import { defaultVmConfig } from "../../vmm/config.ts"
+import { type BootPayload, createVm, type VirtualMachine } from "../../vmm/vm.ts"
+import { assemble } from "../hw/cpu/harness.ts"
+
+const machine = () =>
+  new Machine(Effect.runSync(decodeMachineConfig("test", JSON.stringify({ ...defaultMachineConfig, ramMiB: 64 }))))
+
+/** Real-mode code at 0x7C00 (CS:IP = 0:7C00), as a boot sector runs. */
+const realMode = (source: string): BootPayload => {
+  const registers = resetGuestRegisters()
+  registers.cs = { selector: 0, base: 0, limit: 0xffff, access: 0x9b }
+  registers.eip = 0x7c00
+  return { writes: [{ address: 0x7c00, bytes: assemble(`bits 16\norg 0x7c00\n${source}`).bytes }], registers }
+}
+
+const hello = (text: string, exitCode: number) =>
+  realMode(`
+  mov byte [0x9000], 1   ; first touch of an untouched page: an EPT violation backs it
+  mov si, msg
+  mov dx, 0x3f8
+print:
+  lodsb
+  or al, al
+  jz done
+  out dx, al
+  jmp print
+done:
+  mov al, ${exitCode}
+  out 0xf4, al
+  hlt
+msg: db "${text}", 0
+`)
+
+/** A test-only debug-exit port (the platform's own arrives with the PC device set). */
+const debugExit = (vm: VirtualMachine) =>
+  [
+    [
+      0xf4,
+      4,
+      {
+        name: "debug-exit",
+        read: () => 0xffffffff,
+        write: (_o: number, _s: number, v: number) => vm.end({ _tag: "DebugExit", code: v })
+      }
+    ]
+  ] as const
+
+describe("virtual machines (hw mode)", () => {
+  it.effect("a real-mode guest prints on COM1 and exits through the debug port", () => {
+    const m = machine()
+    let out = ""
+    return Effect.gen(function* () {
+      const vm = yield* createVm(defaultVmConfig("hello", "inline"), hello("hi from a VM", 0), {
+        console: (b) => (out += String.fromCharCode(b)),
+        ports: debugExit
+      })
+      yield* (yield* Worlds).runFor(50_000_000)
+      expect(out).toBe("hi from a VM")
+      expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+      expect(vm.counters.exit_io_out).toBe("hi from a VM".length + 1)
+      // lazy backing: only the code page (written by the loader) and the page touched at 0x9000 are backed
+      expect(vm.counters.exit_ept_backing).toBe(1)
+      expect(vm.guest.frame(0x9000 >>> 12, false)).toBeDefined()
+      expect(vm.guest.frame(0x100, false)).toBeUndefined()
+    }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
+  })
+
+  it.effect("eight VMs on two pCPUs, each with its own console, all finish", () => {
+    const m = machine()
+    const outs = new Map<string, string>()
+    return Effect.gen(function* () {
+      const vms: Array<VirtualMachine> = []
+      for (let i = 0; i < 8; i++) {
+        const name = `vm${i}`
+        outs.set(name, "")
+        vms.push(
+          yield* createVm(defaultVmConfig(name, "inline"), hello(`I am ${name}`, i), {
+            console: (b) => outs.set(name, outs.get(name)! + String.fromCharCode(b)),
+            ports: debugExit
+          })
+        )
+      }
+      yield* (yield* Worlds).runFor(200_000_000)
+      for (let i = 0; i < 8; i++) {
+        expect(outs.get(`vm${i}`)).toBe(`I am vm${i}`)
+        expect(vms[i]!.ended).toEqual({ _tag: "DebugExit", code: i })
+      }
+    }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
+  })
+
+  it.effect("a triple fault ends only its own VM", () => {
+    const m = machine()
+    let out = ""
+    return Effect.gen(function* () {
+      const bad = yield* createVm(defaultVmConfig("crasher", "inline"), realMode("lidt [zero]\nint 3\nzero: dq 0"), {
+        console: () => {},
+        ports: debugExit
+      })
+      const good = yield* createVm(defaultVmConfig("survivor", "inline"), hello("still here", 0), {
+        console: (b) => (out += String.fromCharCode(b)),
+        ports: debugExit
+      })
+      yield* (yield* Worlds).runFor(50_000_000)
+      expect(bad.ended).toEqual({ _tag: "TripleFault" })
+      expect(good.ended).toEqual({ _tag: "DebugExit", code: 0 })
+      expect(out).toBe("still here")
+    }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
+  })
+})

@@ -1,0 +1,153 @@
+/**
+ * A vCPU: one world of the scheduler, running its guest with `vmenter` on
+ * whichever pCPU the scheduler picks (the `hw` execution engine). The loop of
+ * one quantum, as Firecracker's vCPU run loop:
+ *
+ *   bring the VM's devices to the vCPU's time
+ *   inject: a pending exception, else a pending interrupt if the guest can
+ *     take it (IF = 1, no STI/MOV SS blocking), else ask for the interrupt
+ *     window
+ *   a halted vCPU with nothing to inject sleeps (the world halts; a kernel
+ *     timer wakes it at the devices' next deadline)
+ *   vmenter with the preemption timer set to the rest of the quantum
+ *   dispatch the exit (exits/dispatch.ts): resume, halt, yield or end the VM
+ *
+ * Guest time is pCPU cycles converted at the machine's clock; the devices
+ * read the VM's clock, which never goes backwards.
+ */
+import type { Cpu } from "../hw/cpu/cpu.ts"
+import { RunExit } from "../hw/cpu/state.ts"
+import { INTR_INFO_VALID, InterruptionType, interruptionInfo } from "../hw/cpu/vmx/exit-reasons.ts"
+import { ActivityState, Interruptibility, ProcControls, type Vmcs } from "../hw/cpu/vmx/vmcs.ts"
+import { vmenter } from "../hw/cpu/vmx/vmx.ts"
+import type { NextState } from "../kernel/sched/types.ts"
+import type { InstructionEmulator } from "./emulator.ts"
+import { dispatchExit } from "./exits/dispatch.ts"
+import type { ExitContext, ExitCounters, VmEnd } from "./exits/types.ts"
+import type { GuestPhysical } from "./guest-memory.ts"
+import type { PcPlatform } from "./platform/pc.ts"
+
+/** What a vCPU needs from the VM and the host. */
+export interface VcpuHost {
+  readonly platform: PcPlatform
+  readonly guest: GuestPhysical
+  readonly emulator: InstructionEmulator
+  readonly counters: ExitCounters
+  /** The physical pCPU with index `pcpu` (the vmkernel's machine). */
+  readonly cpuFor: (pcpu: number) => Cpu
+  readonly nsOf: (cycles: number) => number
+  readonly cyclesOf: (ns: number) => number
+  /** Advance the VM's clock (monotonic) and return it. */
+  readonly advanceClock: (ns: number) => number
+  /** The VM has ended (any vCPU): every vCPU exits. */
+  readonly ended: () => boolean
+  readonly end: (end: VmEnd) => void
+  /** Ask the kernel to wake this vCPU's world at virtual time `at`. */
+  readonly wakeAt: (vcpu: number, at: number) => void
+}
+
+const PREEMPTION_RATE = 5
+
+export class Vcpu {
+  readonly index: number
+  readonly vmcs: Vmcs
+  private readonly host: VcpuHost
+  private pending: { vector: number; error: number } | undefined
+  private readonly context: ExitContext
+  /** Instructions this vCPU has retired in its guest. */
+  instructions = 0
+
+  constructor(index: number, vmcs: Vmcs, host: VcpuHost) {
+    this.index = index
+    this.vmcs = vmcs
+    this.host = host
+    this.context = {
+      vmcs,
+      vcpu: index,
+      guest: host.guest,
+      counters: host.counters,
+      emulate: () => {
+        host.platform.currentVcpu = index
+        host.emulator.cpu.apicId = index
+        return host.emulator.step(vmcs.guest.regs, vmcs.guest.regs.tsc)
+      },
+      injectException: (vector, error) => {
+        this.pending = { vector, error }
+      }
+    }
+  }
+
+  get halted(): boolean {
+    return this.vmcs.guest.activityState === ActivityState.Hlt
+  }
+
+  /** The scheduler's world body: run for at most `budget` ns of virtual time from `start` on `pcpu`. */
+  run(pcpu: number, start: number, budget: number): { used: number; next: NextState } {
+    const host = this.host
+    const cpu = host.cpuFor(pcpu)
+    const vmcs = this.vmcs
+    const startCycles = cpu.cycles
+    const budgetCycles = Math.max(1, host.cyclesOf(budget))
+    const elapsed = () => Math.min(budget, host.nsOf(cpu.cycles - startCycles))
+    host.platform.currentVcpu = this.index
+    for (;;) {
+      if (host.ended()) return { used: elapsed(), next: "exited" }
+      const now = host.advanceClock(start + elapsed())
+      const deadline = host.platform.tick(now)
+      const injecting = this.prepareInjection()
+      if (this.halted && !injecting) {
+        if (Number.isFinite(deadline)) host.wakeAt(this.index, deadline)
+        return { used: elapsed(), next: "halted" }
+      }
+      const left = budgetCycles - (cpu.cycles - startCycles)
+      if (left <= 0) return { used: budget, next: "runnable" }
+      vmcs.controls.preemptionTimer = Math.max(1, Math.floor(left / 2 ** PREEMPTION_RATE))
+      // the guest's TSC follows the VM's clock, whichever pCPU it runs on (TSC offsetting, SDM 3C 26.3)
+      const guestTsc = host.cyclesOf(now)
+      vmcs.controls.tscOffset = guestTsc - cpu.cycles
+      vmcs.guest.regs.tsc = guestTsc
+      const before = cpu.instructions
+      const exit = vmenter(cpu, vmcs, left)
+      this.instructions += cpu.instructions - before
+      if (exit !== RunExit.VmExit) continue
+      const action = dispatchExit(this.context)
+      switch (action._tag) {
+        case "Resume":
+          continue
+        case "Halt":
+          vmcs.guest.activityState = ActivityState.Hlt
+          continue
+        case "Yield":
+          return { used: elapsed(), next: "runnable" }
+        case "End":
+          host.end(action.end)
+          return { used: elapsed(), next: "exited" }
+      }
+    }
+  }
+
+  /** Set up event injection (or the interrupt window) for the next entry; true if an event will be injected. */
+  private prepareInjection(): boolean {
+    const vmcs = this.vmcs
+    const entry = vmcs.entry
+    vmcs.controls.proc = (vmcs.controls.proc | ProcControls.UseTscOffsetting) & ~ProcControls.InterruptWindowExiting
+    if ((entry.interruptionInfo & INTR_INFO_VALID) !== 0) return true
+    if (this.pending !== undefined) {
+      const { vector, error } = this.pending
+      this.pending = undefined
+      entry.interruptionInfo = interruptionInfo(vector, InterruptionType.HardwareException, error >= 0)
+      entry.exceptionErrorCode = Math.max(0, error)
+      return true
+    }
+    if (!this.host.platform.hasInterrupt(this.index)) return false
+    const blocked =
+      (vmcs.guest.interruptibility & (Interruptibility.BlockingBySti | Interruptibility.BlockingByMovSs)) !== 0
+    if ((vmcs.guest.regs.eflags & 0x200) !== 0 && !blocked) {
+      const vector = this.host.platform.acknowledge(this.index)
+      entry.interruptionInfo = interruptionInfo(vector, InterruptionType.External, false)
+      return true
+    }
+    vmcs.controls.proc |= ProcControls.InterruptWindowExiting
+    return false
+  }
+}

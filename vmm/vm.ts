@@ -1,0 +1,204 @@
+/**
+ * A virtual machine (issue 6 "VM lifecycle"): a scoped resource. Creating it
+ * admits its memory pool (reservation / limit), writes its boot payload into
+ * guest RAM, builds its PC platform and one VMCS per vCPU (hardware assist:
+ * EPT, VPID, unrestricted guest so real-mode code runs, HLT and I/O exiting,
+ * the preemption timer bounding each quantum), and adds one scheduler world
+ * per vCPU. Closing the scope removes the worlds and returns every frame.
+ *
+ * States: created -> running -> paused -> running -> stopped (pause removes
+ * nothing: its worlds are simply held halted); reset is the guest's (PS/2 or
+ * port 0x92) or the VM ends. A guest-caused condition (triple fault,
+ * debug-exit, invalid state) ends only this VM, as data in `ended`.
+ */
+import { Effect, type Scope } from "effect"
+import type { CpuState } from "../hw/cpu/state.ts"
+import { newVmcs, PinControls, Proc2Controls, ProcControls } from "../hw/cpu/vmx/vmcs.ts"
+import type { BusDevice } from "../hw/machine/device.ts"
+import { KernelHost } from "../kernel/boot.ts"
+import { MachineMemory } from "../kernel/memory/service.ts"
+import { Worlds } from "../kernel/sched/runtime.ts"
+import type { WorldId } from "../kernel/sched/types.ts"
+import type { VmConfig } from "./config.ts"
+import { InstructionEmulator } from "./emulator.ts"
+import { type ExitCounters, newExitCounters, type VmEnd } from "./exits/types.ts"
+import { GuestPhysical } from "./guest-memory.ts"
+import { PcPlatform } from "./platform/pc.ts"
+import { Vcpu } from "./vcpu.ts"
+
+/** What a loader produced: bytes to place in guest RAM and the boot vCPU's registers. */
+export interface BootPayload {
+  readonly writes: ReadonlyArray<{ readonly address: number; readonly bytes: Uint8Array }>
+  readonly registers: CpuState
+}
+
+export type VmState = "created" | "running" | "paused" | "stopped"
+
+export interface VmIo {
+  /** Bytes the guest writes to COM1. */
+  readonly console: (byte: number) => void
+  /** Extra guest-visible port devices (base, length, device), built with the VM they belong to. */
+  readonly ports?: (vm: VirtualMachine) => ReadonlyArray<readonly [number, number, BusDevice]>
+}
+
+export class VmError extends Error {
+  override readonly name = "VmError"
+}
+
+const FRAME = 4096
+const MIB = 1024 * 1024
+let vpidCounter = 1
+
+export class VirtualMachine {
+  readonly config: VmConfig
+  readonly platform: PcPlatform
+  readonly guest: GuestPhysical
+  readonly counters: ExitCounters = newExitCounters()
+  readonly vcpus: Array<Vcpu> = []
+  readonly worlds: Array<WorldId> = []
+  state: VmState = "created"
+  ended: VmEnd | undefined
+  private clockNs = 0
+  /** Set by createVm: wakes the worlds so every vCPU sees the end. */
+  onEnd: () => void = () => {}
+
+  constructor(config: VmConfig, platform: PcPlatform, guest: GuestPhysical) {
+    this.config = config
+    this.platform = platform
+    this.guest = guest
+  }
+
+  get name(): string {
+    return this.config.name
+  }
+
+  /** The VM's virtual clock (ns): follows its running vCPU, never goes backwards. */
+  advanceClock(ns: number): number {
+    if (ns > this.clockNs) this.clockNs = ns
+    return this.clockNs
+  }
+
+  get now(): number {
+    return this.clockNs
+  }
+
+  /** End the VM (guest-caused: debug-exit, reset, triple fault, failure); only the first end counts. */
+  end(end: VmEnd): void {
+    if (this.ended !== undefined) return
+    this.ended = end
+    this.state = "stopped"
+    this.onEnd()
+  }
+
+  get instructions(): number {
+    return this.vcpus.reduce((sum, v) => sum + v.instructions, 0)
+  }
+}
+
+/**
+ * Create and start a VM from a decoded config and a boot payload. Scoped:
+ * the VM lives until the scope closes.
+ */
+export const createVm = (
+  config: VmConfig,
+  payload: BootPayload,
+  io: VmIo
+): Effect.Effect<VirtualMachine, VmError, Scope.Scope | KernelHost | MachineMemory | Worlds> =>
+  Effect.gen(function* () {
+    const host = yield* KernelHost
+    const memory = yield* MachineMemory
+    const worlds = yield* Worlds
+    const ramBytes = config.memoryMiB * MIB
+    const ramFrames = ramBytes / FRAME
+    const limitFrames = config.memory.limitMiB === null ? ramFrames + 256 : (config.memory.limitMiB * MIB) / FRAME
+    const shares =
+      config.cpu.shares === "high"
+        ? 2000
+        : config.cpu.shares === "low"
+          ? 500
+          : config.cpu.shares === "normal"
+            ? 1000
+            : config.cpu.shares
+    const pool = yield* memory
+      .pool(config.name, { reservation: (config.memory.reservationMiB * MIB) / FRAME, limit: limitFrames, shares })
+      .pipe(Effect.mapError((e) => new VmError(`VM ${config.name}: memory: ${e.message}`)))
+    const guest = new GuestPhysical(memory.managerUnsafe, config.name, ramBytes)
+    for (const write of payload.writes) {
+      if (!guest.write(write.address, write.bytes)) {
+        return yield* Effect.fail(
+          new VmError(
+            `VM ${config.name}: the image places ${write.bytes.length} bytes at 0x${write.address.toString(16)}, outside its ${config.memoryMiB} MiB of RAM`
+          )
+        )
+      }
+    }
+    const eptp = yield* pool
+      .eptp({ accessedDirty: true })
+      .pipe(Effect.mapError((e) => new VmError(`VM ${config.name}: EPT: ${e.message}`)))
+
+    let vm: VirtualMachine | undefined
+    const platform = new PcPlatform({ vcpus: config.vcpus, clock: () => vm?.now ?? 0, console: io.console })
+    vm = new VirtualMachine(config, platform, guest)
+    const machineVm = vm
+    for (const [base, length, device] of io.ports?.(vm) ?? []) platform.addPorts(base, length, device)
+    const emulator = new InstructionEmulator(guest, platform.mmio, {
+      in: (port, size) => platform.ports.read(port, size),
+      out: (port, size, value) => platform.ports.write(port, size, value)
+    })
+    const sched = yield* worlds.addVm({
+      name: config.name,
+      shares,
+      reservation: config.cpu.reservation,
+      ...(config.cpu.limit === null ? {} : { limit: config.cpu.limit })
+    })
+    const vpid = vpidCounter++ & 0xffff || 1
+    const machine = host.machine
+
+    for (let i = 0; i < config.vcpus; i++) {
+      const vmcs = newVmcs()
+      const c = vmcs.controls
+      c.pin = PinControls.PreemptionTimer
+      c.proc =
+        ProcControls.HltExiting |
+        ProcControls.UnconditionalIoExiting |
+        ProcControls.UseTscOffsetting |
+        ProcControls.ActivateSecondaryControls
+      c.proc2 = Proc2Controls.EnableEpt | Proc2Controls.EnableVpid | Proc2Controls.UnrestrictedGuest
+      c.eptPointer = eptp
+      c.vpid = vpid
+      if (i === 0) vmcs.guest.regs = structuredClone(payload.registers)
+      else vmcs.guest.activityState = 1 // APs wait (halted) until INIT/SIPI
+      const vcpu = new Vcpu(i, vmcs, {
+        platform,
+        guest,
+        emulator,
+        counters: machineVm.counters,
+        cpuFor: (pcpu) => machine.cpus[pcpu]!,
+        nsOf: (cycles) => machine.nsOf(cycles),
+        cyclesOf: (ns) => machine.cyclesOf(ns),
+        advanceClock: (ns) => machineVm.advanceClock(ns),
+        ended: () => machineVm.ended !== undefined,
+        end: (end) => machineVm.end(end),
+        wakeAt: (index, at) => worlds.timerAtUnsafe(at, () => worlds.wakeUnsafe(machineVm.worlds[index]!))
+      })
+      machineVm.vcpus.push(vcpu)
+      machineVm.worlds.push(
+        yield* worlds.addWorld(
+          sched,
+          { run: (pcpu, start, budget) => vcpu.run(pcpu, start, budget) },
+          i === 0 ? {} : { halted: true }
+        )
+      )
+    }
+    machineVm.onEnd = () => {
+      for (const w of machineVm.worlds) worlds.wakeUnsafe(w)
+    }
+    machineVm.state = "running"
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        machineVm.state = "stopped"
+        yield* worlds.removeVm(sched)
+      })
+    )
+    return machineVm
+  })

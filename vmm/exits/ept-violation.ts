@@ -8,7 +8,8 @@
  * all-ones, writes vanish, through the same emulation.
  */
 import { EptQual } from "../../hw/cpu/vmx/exit-reasons.ts"
-import { type ExitAction, type ExitContext, Halt, Resume } from "./types.ts"
+import { emulateInstruction } from "./emulate-instruction.ts"
+import { type ExitAction, type ExitContext, Resume } from "./types.ts"
 
 export function handleEptViolation(ctx: ExitContext): ExitAction {
   const gpa = ctx.vmcs.exit.guestPhysicalAddress >>> 0
@@ -19,7 +20,5 @@ export function handleEptViolation(ctx: ExitContext): ExitAction {
   }
   if ((ctx.vmcs.exit.qualification & EptQual.Write) !== 0) ctx.counters.exit_mmio_write++
   else ctx.counters.exit_mmio_read++
-  const result = ctx.emulate()
-  if (result._tag === "Trap") ctx.injectException(result.vector, result.error)
-  return result._tag === "Halted" ? Halt : Resume
+  return emulateInstruction(ctx)
 }

@@ -18,7 +18,7 @@
 import type { Cpu } from "../hw/cpu/cpu.ts"
 import { RunExit } from "../hw/cpu/state.ts"
 import { INTR_INFO_VALID, InterruptionType, interruptionInfo } from "../hw/cpu/vmx/exit-reasons.ts"
-import { ActivityState, Interruptibility, ProcControls, type Vmcs } from "../hw/cpu/vmx/vmcs.ts"
+import { ActivityState, Interruptibility, ProcControls, resetGuestRegisters, type Vmcs } from "../hw/cpu/vmx/vmcs.ts"
 import { vmenter } from "../hw/cpu/vmx/vmx.ts"
 import type { NextState } from "../kernel/sched/types.ts"
 import type { InstructionEmulator } from "./emulator.ts"
@@ -44,6 +44,8 @@ export interface VcpuHost {
   readonly end: (end: VmEnd) => void
   /** Ask the kernel to wake this vCPU's world at virtual time `at`. */
   readonly wakeAt: (vcpu: number, at: number) => void
+  /** Called after every handled exit (IPIs between vCPUs). */
+  readonly afterExit: () => void
 }
 
 const PREEMPTION_RATE = 5
@@ -56,6 +58,8 @@ export class Vcpu {
   private readonly context: ExitContext
   /** Instructions this vCPU has retired in its guest. */
   instructions = 0
+  /** After INIT: halted until a start-up IPI (the wait-for-SIPI state, SDM 3A 8.4). */
+  waitingForSipi = false
 
   constructor(index: number, vmcs: Vmcs, host: VcpuHost) {
     this.index = index
@@ -81,6 +85,25 @@ export class Vcpu {
     return this.vmcs.guest.activityState === ActivityState.Hlt
   }
 
+  /** INIT: the vCPU's registers go to their INIT state and it waits for a start-up IPI. */
+  init(): void {
+    this.vmcs.guest.regs = resetGuestRegisters()
+    this.vmcs.guest.activityState = ActivityState.Hlt
+    this.vmcs.guest.interruptibility = 0
+    this.vmcs.entry.interruptionInfo = 0
+    this.pending = undefined
+    this.waitingForSipi = true
+  }
+
+  /** Start-up IPI with vector v: real mode at CS = v << 8, IP = 0 (SDM 3A 8.4.4.1). */
+  startup(vector: number): void {
+    const regs = this.vmcs.guest.regs
+    regs.cs = { selector: (vector & 0xff) << 8, base: (vector & 0xff) << 12, limit: 0xffff, access: 0x9b }
+    regs.eip = 0
+    this.vmcs.guest.activityState = ActivityState.Active
+    this.waitingForSipi = false
+  }
+
   /** The scheduler's world body: run for at most `budget` ns of virtual time from `start` on `pcpu`. */
   run(pcpu: number, start: number, budget: number): { used: number; next: NextState } {
     const host = this.host
@@ -94,7 +117,7 @@ export class Vcpu {
       if (host.ended()) return { used: elapsed(), next: "exited" }
       const now = host.advanceClock(start + elapsed())
       const deadline = host.platform.tick(now)
-      const injecting = this.prepareInjection()
+      const injecting = !this.waitingForSipi && this.prepareInjection()
       if (this.halted && !injecting) {
         if (Number.isFinite(deadline)) host.wakeAt(this.index, deadline)
         return { used: elapsed(), next: "halted" }
@@ -111,6 +134,7 @@ export class Vcpu {
       this.instructions += cpu.instructions - before
       if (exit !== RunExit.VmExit) continue
       const action = dispatchExit(this.context)
+      host.afterExit()
       switch (action._tag) {
         case "Resume":
           continue

@@ -82,6 +82,29 @@ export class VirtualMachine {
     return this.clockNs
   }
 
+  /** Wake the world of vCPU `index` (set by createVm). */
+  wake: (index: number) => void = () => {}
+
+  /**
+   * Deliver what the virtual local APICs signalled since the last exit
+   * (SDM 3A 8.4.4 MP initialization, 10.6 IPIs): INIT puts a vCPU into
+   * wait-for-SIPI; a start-up IPI with vector v starts it in real mode at
+   * v * 4096 (CS = v << 8, IP = 0); any pending interrupt wakes a halted vCPU.
+   */
+  serviceIpis(): void {
+    this.vcpus.forEach((vcpu, i) => {
+      const lapic = this.platform.lapics[i]!
+      if (lapic.takeInit()) vcpu.init()
+      const sipi = lapic.takeStartup()
+      if (sipi !== undefined && vcpu.waitingForSipi) {
+        vcpu.startup(sipi)
+        this.wake(i)
+      } else if (vcpu.halted && !vcpu.waitingForSipi && this.platform.hasInterrupt(i)) {
+        this.wake(i)
+      }
+    })
+  }
+
   /** End the VM (guest-caused: debug-exit, reset, triple fault, failure); only the first end counts. */
   end(end: VmEnd): void {
     if (this.ended !== undefined) return
@@ -167,7 +190,6 @@ export const createVm = (
       c.eptPointer = eptp
       c.vpid = vpid
       if (i === 0) vmcs.guest.regs = structuredClone(payload.registers)
-      else vmcs.guest.activityState = 1 // APs wait (halted) until INIT/SIPI
       const vcpu = new Vcpu(i, vmcs, {
         platform,
         guest,
@@ -179,8 +201,10 @@ export const createVm = (
         advanceClock: (ns) => machineVm.advanceClock(ns),
         ended: () => machineVm.ended !== undefined,
         end: (end) => machineVm.end(end),
-        wakeAt: (index, at) => worlds.timerAtUnsafe(at, () => worlds.wakeUnsafe(machineVm.worlds[index]!))
+        wakeAt: (index, at) => worlds.timerAtUnsafe(at, () => worlds.wakeUnsafe(machineVm.worlds[index]!)),
+        afterExit: () => machineVm.serviceIpis()
       })
+      if (i > 0) vcpu.init() // application processors wait for INIT/SIPI
       machineVm.vcpus.push(vcpu)
       machineVm.worlds.push(
         yield* worlds.addWorld(
@@ -193,6 +217,7 @@ export const createVm = (
     machineVm.onEnd = () => {
       for (const w of machineVm.worlds) worlds.wakeUnsafe(w)
     }
+    machineVm.wake = (index) => worlds.wakeUnsafe(machineVm.worlds[index]!)
     machineVm.state = "running"
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {

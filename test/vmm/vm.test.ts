@@ -58,6 +58,49 @@ const debugExit = (vm: VirtualMachine) =>
     ]
   ] as const
 
+/** Flat 32-bit protected-mode code at 1 MiB (as a Multiboot loader leaves a kernel). */
+const flat32 = (source: string): BootPayload => {
+  const registers = resetGuestRegisters()
+  const data = { selector: 0x10, base: 0, limit: 0xffffffff, access: 0xc093 }
+  registers.cr0 = 0x11
+  registers.cs = { selector: 0x08, base: 0, limit: 0xffffffff, access: 0xc09b }
+  registers.ds = registers.es = registers.ss = registers.fs = registers.gs = data
+  registers.eip = 0x100000
+  registers.esp = 0x80000
+  return { writes: [{ address: 0x100000, bytes: assemble(`bits 32\norg 0x100000\n${source}`).bytes }], registers }
+}
+
+/** SMP: the boot vCPU starts every AP with INIT + SIPI through its local APIC; each AP adds itself to a counter. */
+const smpSource = (vcpus: number) => `
+  mov esi, tramp
+  mov edi, 0x8000
+  mov ecx, tramp_end - tramp
+  rep movsb
+  mov dword [0xfee00310], 0
+  mov dword [0xfee00300], 0x000c4500  ; INIT, all excluding self
+  mov dword [0xfee00300], 0x000c4608  ; start-up IPI, vector 8 -> 0x8000
+wait_aps:
+  cmp word [0x9000], ${vcpus - 1}
+  jb wait_aps
+  mov dx, 0x3f8
+  mov al, 'A'
+  out dx, al
+  mov ax, [0x9000]
+  add al, '0'
+  out dx, al
+  xor eax, eax
+  out 0xf4, al
+  hlt
+tramp:
+bits 16
+  lock inc word [0x9000]
+ap_sleep:
+  cli
+  hlt
+  jmp ap_sleep
+tramp_end:
+`
+
 describe("virtual machines (hw mode)", () => {
   it.effect("a real-mode guest prints on COM1 and exits through the debug port", () => {
     const m = machine()
@@ -98,6 +141,22 @@ describe("virtual machines (hw mode)", () => {
         expect(outs.get(`vm${i}`)).toBe(`I am vm${i}`)
         expect(vms[i]!.ended).toEqual({ _tag: "DebugExit", code: i })
       }
+    }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
+  })
+
+  it.effect("an SMP guest starts its APs with INIT/SIPI and counts them (3 vCPUs on 2 pCPUs)", () => {
+    const m = machine()
+    let out = ""
+    return Effect.gen(function* () {
+      const config = { ...defaultVmConfig("smp", "inline"), vcpus: 3 }
+      const vm = yield* createVm(config, flat32(smpSource(3)), {
+        console: (b) => (out += String.fromCharCode(b)),
+        ports: debugExit
+      })
+      yield* (yield* Worlds).runFor(100_000_000)
+      expect(out).toBe("A2")
+      expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+      expect(vm.vcpus.every((v) => v.instructions > 0)).toBe(true)
     }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
   })
 

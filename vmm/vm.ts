@@ -22,7 +22,7 @@ import type { WorldId } from "../kernel/sched/types.ts"
 import type { VmConfig } from "./config.ts"
 import { InstructionEmulator } from "./emulator.ts"
 import { type ExitCounters, newExitCounters, type VmEnd } from "./exits/types.ts"
-import { GuestPhysical } from "./guest-memory.ts"
+import { GuestMemoryError, GuestPhysical } from "./guest-memory.ts"
 import { PcPlatform } from "./platform/pc.ts"
 import { Vcpu } from "./vcpu.ts"
 
@@ -209,7 +209,18 @@ export const createVm = (
       machineVm.worlds.push(
         yield* worlds.addWorld(
           sched,
-          { run: (pcpu, start, budget) => vcpu.run(pcpu, start, budget) },
+          {
+            run: (pcpu, start, budget) => {
+              try {
+                return vcpu.run(pcpu, start, budget)
+              } catch (e) {
+                // a guest that outgrows its memory limit ends; anything else is a hypervisor bug and propagates (panic)
+                if (!(e instanceof GuestMemoryError)) throw e
+                machineVm.end({ _tag: "Failed", message: e.message })
+                return { used: 0, next: "exited" }
+              }
+            }
+          },
           i === 0 ? {} : { halted: true }
         )
       )

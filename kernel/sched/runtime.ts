@@ -81,6 +81,7 @@ export const makeWorlds = (
     const scheduler = new Scheduler(config)
     const quantum = scheduler.quantum
     const bodies = new Map<WorldId, WorldBody>()
+    const worldVm = new Map<WorldId, VmId>()
     const timers: Array<Timer> = []
     let timerSeq = 0
     let now = scheduler.config.start
@@ -199,10 +200,20 @@ export const makeWorlds = (
         Effect.sync(() => {
           const id = scheduler.addWorld(vm, now, options)
           bodies.set(id, body)
+          worldVm.set(id, vm)
           return id
         }),
       removeVm: (vm) =>
         Effect.sync(() => {
+          // a world of this VM may be mid-slice (dispatched, not yet charged): settle what it used up to now first
+          for (let p = 0; p < pcpus; p++) {
+            const slice = running[p]
+            if (slice === undefined || worldVm.get(slice.world) !== vm) continue
+            const used = Math.max(0, Math.min(slice.used, now - clock[p]!))
+            running[p] = undefined
+            clock[p] = clock[p]! + used
+            scheduler.charge(slice.world, used, clock[p]!, "exited")
+          }
           scheduler.removeVm(vm, now)
         }),
       wakeUnsafe: (world) => {

@@ -73,6 +73,24 @@ describe("world runtime (fibers over the scheduler)", () => {
     }).pipe(Effect.provide(runtime(1)), Effect.scoped)
   )
 
+  it.effect("removing a VM whose world is mid-slice settles the time it used and leaves the others running", () =>
+    Effect.gen(function* () {
+      const worlds = yield* Worlds
+      const a = yield* worlds.addVm({ name: "a" })
+      const b = yield* worlds.addVm({ name: "b" })
+      yield* worlds.addWorld(a, cpuBound)
+      yield* worlds.addWorld(b, cpuBound)
+      yield* worlds.runFor(QUANTUM / 2) // both slices are in flight
+      yield* worlds.removeVm(a)
+      yield* worlds.runFor(10 * QUANTUM)
+      const stats = yield* worlds.stats
+      const vmA = stats.vms.find((v) => v.name === "a")
+      const vmB = stats.vms.find((v) => v.name === "b")!
+      expect(vmA === undefined || vmA.used <= QUANTUM / 2).toBe(true)
+      expect(vmB.used).toBeGreaterThanOrEqual(10 * QUANTUM)
+    }).pipe(Effect.provide(runtime(2)), Effect.scoped)
+  )
+
   it.effect("deterministic: the same scenario twice gives the same trace", () =>
     Effect.gen(function* () {
       const scenario = Effect.gen(function* () {

@@ -16,7 +16,7 @@
  * read the VM's clock, which never goes backwards.
  */
 import type { Cpu } from "../hw/cpu/cpu.ts"
-import { RunExit } from "../hw/cpu/state.ts"
+import { type CpuState, RunExit } from "../hw/cpu/state.ts"
 import { INTR_INFO_VALID, InterruptionType, interruptionInfo } from "../hw/cpu/vmx/exit-reasons.ts"
 import { ActivityState, Interruptibility, ProcControls, resetGuestRegisters, type Vmcs } from "../hw/cpu/vmx/vmcs.ts"
 import { vmenter } from "../hw/cpu/vmx/vmx.ts"
@@ -41,6 +41,8 @@ export interface VcpuHost {
   readonly advanceClock: (ns: number) => number
   /** The VM has ended (any vCPU): every vCPU exits. */
   readonly ended: () => boolean
+  /** The VM is paused: its vCPUs do not run (their worlds halt until resumed). */
+  readonly paused: () => boolean
   readonly end: (end: VmEnd) => void
   /** Ask the kernel to wake this vCPU's world at virtual time `at`. */
   readonly wakeAt: (vcpu: number, at: number) => void
@@ -85,6 +87,16 @@ export class Vcpu {
     return this.vmcs.guest.activityState === ActivityState.Hlt
   }
 
+  /** Reset to a boot state: these registers, running, nothing pending. */
+  boot(registers: CpuState): void {
+    this.vmcs.guest.regs = structuredClone(registers)
+    this.vmcs.guest.activityState = ActivityState.Active
+    this.vmcs.guest.interruptibility = 0
+    this.vmcs.entry.interruptionInfo = 0
+    this.pending = undefined
+    this.waitingForSipi = false
+  }
+
   /** INIT: the vCPU's registers go to their INIT state and it waits for a start-up IPI. */
   init(): void {
     this.vmcs.guest.regs = resetGuestRegisters()
@@ -115,6 +127,7 @@ export class Vcpu {
     host.platform.currentVcpu = this.index
     for (;;) {
       if (host.ended()) return { used: elapsed(), next: "exited" }
+      if (host.paused()) return { used: elapsed(), next: "halted" }
       const now = host.advanceClock(start + elapsed())
       const deadline = host.platform.tick(now)
       const injecting = !this.waitingForSipi && this.prepareInjection()

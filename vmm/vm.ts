@@ -105,6 +105,50 @@ export class VirtualMachine {
     })
   }
 
+  /** Set by createVm: the boot payload, to reload on reset. */
+  payload: BootPayload | undefined
+
+  /** Pause: the vCPUs stop being scheduled (their worlds stay halted); nothing is released. */
+  pause(): void {
+    if (this.state === "running") this.state = "paused"
+  }
+
+  /** Resume a paused VM where it stopped. */
+  resume(): void {
+    if (this.state !== "paused") return
+    this.state = "running"
+    this.onEnd()
+  }
+
+  /**
+   * Reset (a guest's PS/2 or port 0x92 reset, or the user's): devices to
+   * their power-on state, the kernel image reloaded into guest RAM (as QEMU's
+   * -kernel does on reset), the boot vCPU at its entry state, the others
+   * waiting for INIT/SIPI.
+   */
+  reset(): void {
+    if (this.ended !== undefined || this.payload === undefined) return
+    this.platform.uart.reset()
+    this.platform.pic.reset()
+    this.platform.pit.reset()
+    for (const lapic of this.platform.lapics) lapic.reset()
+    for (const write of this.payload.writes) this.guest.write(write.address, write.bytes)
+    this.vcpus.forEach((vcpu, i) => {
+      if (i === 0) vcpu.boot(this.payload!.registers)
+      else vcpu.init()
+    })
+    this.resets++
+    this.onEnd()
+  }
+
+  /** Times the VM was reset. */
+  resets = 0
+
+  /** Power off: the VM ends as if its power button were held (the caller's scope then releases it). */
+  powerOff(): void {
+    this.end({ _tag: "Failed", message: "powered off" })
+  }
+
   /** End the VM (guest-caused: debug-exit, reset, triple fault, failure); only the first end counts. */
   end(end: VmEnd): void {
     if (this.ended !== undefined) return
@@ -200,6 +244,7 @@ export const createVm = (
         cyclesOf: (ns) => machine.cyclesOf(ns),
         advanceClock: (ns) => machineVm.advanceClock(ns),
         ended: () => machineVm.ended !== undefined,
+        paused: () => machineVm.state === "paused",
         end: (end) => machineVm.end(end),
         wakeAt: (index, at) => worlds.timerAtUnsafe(at, () => worlds.wakeUnsafe(machineVm.worlds[index]!)),
         afterExit: () => machineVm.serviceIpis()
@@ -229,6 +274,7 @@ export const createVm = (
       for (const w of machineVm.worlds) worlds.wakeUnsafe(w)
     }
     machineVm.wake = (index) => worlds.wakeUnsafe(machineVm.worlds[index]!)
+    machineVm.payload = payload
     machineVm.state = "running"
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {

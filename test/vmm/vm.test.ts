@@ -160,6 +160,73 @@ describe("virtual machines (hw mode)", () => {
     }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
   })
 
+  it.effect("pause stops a VM's vCPUs without releasing anything; resume continues where it stopped", () => {
+    const m = machine()
+    let out = ""
+    return Effect.gen(function* () {
+      const worlds = yield* Worlds
+      const vm = yield* createVm(
+        defaultVmConfig("ticker", "inline"),
+        realMode(`
+  mov dx, 0x3f8
+again:
+  mov al, '.'
+  out dx, al
+  mov cx, 2000
+spin:
+  loop spin
+  jmp again`),
+        { console: (b) => (out += String.fromCharCode(b)) }
+      )
+      yield* worlds.runFor(2_000_000)
+      const before = out.length
+      expect(before).toBeGreaterThan(10)
+      vm.pause()
+      expect(vm.state).toBe("paused")
+      yield* worlds.runFor(5_000_000)
+      const paused = out.length
+      expect(paused - before).toBeLessThanOrEqual(1) // at most the dot of the quantum in flight
+      vm.resume()
+      yield* worlds.runFor(2_000_000)
+      expect(out.length).toBeGreaterThan(paused + 10)
+    }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
+  })
+
+  it.effect("reset reloads the kernel image and restarts the boot vCPU; guest RAM outside the image survives", () => {
+    const m = machine()
+    let out = ""
+    return Effect.gen(function* () {
+      const vm = yield* createVm(
+        defaultVmConfig("resetter", "inline"),
+        realMode(`
+  inc byte [0x9000]
+  mov al, [0x9000]
+  add al, '0'
+  mov dx, 0x3f8
+  out dx, al
+  cmp al, '3'
+  jae finish
+  out 0xf8, al          ; the test's reset port
+  hlt
+finish:
+  xor al, al
+  out 0xf4, al
+  hlt`),
+        {
+          console: (b) => (out += String.fromCharCode(b)),
+          ports: (v) => [
+            ...debugExit(v),
+            [0xf8, 1, { name: "reset", read: () => 0xff, write: () => v.reset() }] as const
+          ]
+        }
+      )
+      yield* (yield* Worlds).runFor(20_000_000)
+      expect(out).toBe("123")
+      expect(vm.resets).toBe(2)
+      expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+    }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
+  })
+
   it.effect("a triple fault ends only its own VM", () => {
     const m = machine()
     let out = ""

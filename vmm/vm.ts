@@ -11,7 +11,7 @@
  * port 0x92) or the VM ends. A guest-caused condition (triple fault,
  * debug-exit, invalid state) ends only this VM, as data in `ended`.
  */
-import { Effect, type Scope } from "effect"
+import { Effect, Metric, type Scope } from "effect"
 import type { CpuState } from "../hw/cpu/state.ts"
 import { newVmcs, PinControls, Proc2Controls, ProcControls } from "../hw/cpu/vmx/vmcs.ts"
 import type { BusDevice } from "../hw/machine/device.ts"
@@ -19,6 +19,7 @@ import { KernelHost } from "../kernel/boot.ts"
 import { MachineMemory } from "../kernel/memory/service.ts"
 import { Worlds } from "../kernel/sched/runtime.ts"
 import type { WorldId } from "../kernel/sched/types.ts"
+import { vmExits } from "../kernel/trace/metrics.ts"
 import type { VmConfig } from "./config.ts"
 import { InstructionEmulator } from "./emulator.ts"
 import { type ExitCounters, newExitCounters, type VmEnd } from "./exits/types.ts"
@@ -143,6 +144,9 @@ export class VirtualMachine {
 
   /** Times the VM was reset. */
   resets = 0
+
+  /** Flush any partial console line (the boot command sets it). */
+  onFlush: () => void = () => {}
 
   /** Power off: the VM ends as if its power button were held (the caller's scope then releases it). */
   powerOff(): void {
@@ -280,6 +284,10 @@ export const createVm = (
       Effect.gen(function* () {
         machineVm.state = "stopped"
         yield* worlds.removeVm(sched)
+        // the VM's exit counters become Effect metrics (fibervisor_vm_exits{vm, reason}), readable after the run
+        for (const [reason, count] of Object.entries(machineVm.counters)) {
+          if (count > 0) yield* Metric.update(Metric.withAttributes(vmExits, { vm: config.name, reason }), count)
+        }
       })
     )
     return machineVm

@@ -5,12 +5,13 @@
  * pCPUs with their own consoles; a triple fault ending only its own VM.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Metric } from "effect"
 import { resetGuestRegisters } from "../../hw/cpu/vmx/vmcs.ts"
 import { decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
 import { Machine } from "../../hw/machine/machine.ts"
 import { Kernel } from "../../kernel/boot.ts"
 import { Worlds } from "../../kernel/sched/runtime.ts"
+import { vmExits } from "../../kernel/trace/metrics.ts"
 import { defaultVmConfig } from "../../vmm/config.ts"
 import { type BootPayload, createVm, type VirtualMachine } from "../../vmm/vm.ts"
 import { assemble } from "../hw/cpu/harness.ts"
@@ -119,6 +120,23 @@ describe("virtual machines (hw mode)", () => {
       expect(vm.guest.frame(0x9000 >>> 12, false)).toBeDefined()
       expect(vm.guest.frame(0x100, false)).toBeUndefined()
     }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
+  })
+
+  it.effect("per-VM, per-exit-reason counters become Effect metrics when the VM's scope closes", () => {
+    const m = machine()
+    return Effect.gen(function* () {
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          yield* createVm(defaultVmConfig("counted", "inline"), hello("abc", 0), {
+            console: () => {},
+            ports: debugExit
+          })
+          yield* (yield* Worlds).runFor(10_000_000)
+        })
+      )
+      const outs = yield* Metric.value(Metric.withAttributes(vmExits, { vm: "counted", reason: "exit_io_out" }))
+      expect(outs.count).toBe(4)
+    }).pipe(Effect.provide(Kernel.boot(m)), Effect.provideService(Metric.MetricRegistry, new Map()), Effect.scoped)
   })
 
   it.effect("eight VMs on two pCPUs, each with its own console, all finish", () => {

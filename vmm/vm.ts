@@ -109,6 +109,22 @@ export class VirtualMachine {
   /** Set by createVm: the boot payload, to reload on reset. */
   payload: BootPayload | undefined
 
+  /** A20 requested by the guest's gates, applied to every vCPU after the current exit. */
+  private a20Request: boolean | undefined
+
+  setA20(enabled: boolean): void {
+    this.a20Request = enabled
+  }
+
+  /** After an exit: the A20 gate reaches every vCPU's state, then IPIs are delivered. */
+  afterExit(): void {
+    if (this.a20Request !== undefined) {
+      for (const vcpu of this.vcpus) vcpu.vmcs.guest.regs.a20 = this.a20Request
+      this.a20Request = undefined
+    }
+    this.serviceIpis()
+  }
+
   /** Pause: the vCPUs stop being scheduled (their worlds stay halted); nothing is released. */
   pause(): void {
     if (this.state === "running") this.state = "paused"
@@ -251,7 +267,7 @@ export const createVm = (
         paused: () => machineVm.state === "paused",
         end: (end) => machineVm.end(end),
         wakeAt: (index, at) => worlds.timerAtUnsafe(at, () => worlds.wakeUnsafe(machineVm.worlds[index]!)),
-        afterExit: () => machineVm.serviceIpis()
+        afterExit: () => machineVm.afterExit()
       })
       if (i > 0) vcpu.init() // application processors wait for INIT/SIPI
       machineVm.vcpus.push(vcpu)

@@ -1,13 +1,111 @@
 /**
- * `fibervisor boot`: Boot a guest image in a VM (arrives with the VMM, issues 6-7).
- * Not available yet: it says so and exits 1 rather than pretending to work.
+ * `fibervisor boot IMAGE... [options]`: boot one VM per Multiboot image (or a
+ * raw ROM with --bios) on one simulated host; consoles are multiplexed with
+ * each line prefixed by its VM's name; a summary per VM ends the run.
+ * Exit status: 0 when every guest wrote 0 to the debug-exit port 0xF4, 1
+ * otherwise (a guest failed, faulted or outlived --max-time), 2 for bad input
+ * (nothing is started then).
  */
-import { Command } from "effect/cli"
+import { Console, Effect, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { availableModes } from "../../vmm/config.ts"
+import { planGuests } from "../boot/images.ts"
+import { bootGuests, formatSummary } from "../boot/run.ts"
 import { failWithMessage } from "./user-error.ts"
 
-export const boot = Command.make("boot", {}, () =>
-  failWithMessage(
-    "fibervisor boot: not available yet (Boot a guest image in a VM (arrives with the VMM, issues 6-7))",
-    1
-  )
-).pipe(Command.withDescription("Boot a guest image in a VM (arrives with the VMM, issues 6-7)"))
+const images = Argument.String("image").pipe(
+  Argument.withDescription("Multiboot v1 ELF32 (or a.out-kludge) kernel image; one VM each"),
+  Argument.variadic()
+)
+const mode = Flag.String("mode").pipe(
+  Flag.withDescription("Execution mode: hw (bt, pv, emu: not built yet)"),
+  Flag.withDefault("hw")
+)
+const mem = Flag.String("mem").pipe(Flag.withDescription("Guest RAM per VM, e.g. 16M, 64M"), Flag.withDefault("16M"))
+const vcpus = Flag.Int("vcpus").pipe(Flag.withDescription("vCPUs per VM"), Flag.withDefault(1))
+const pcpus = Flag.Int("pcpus").pipe(Flag.withDescription("pCPUs of the simulated host"), Flag.withDefault(2))
+const seed = Flag.Int("seed").pipe(Flag.withDescription("Seed of the simulated host"), Flag.withDefault(1))
+const maxTime = Flag.String("max-time").pipe(
+  Flag.withDescription("Virtual time limit, e.g. 10s, 500ms"),
+  Flag.withDefault("10s")
+)
+const cmdline = Flag.String("cmdline").pipe(Flag.withDescription("Kernel command line"), Flag.withDefault(""))
+const bios = Flag.String("bios").pipe(
+  Flag.withDescription("A raw 64/128 KiB ROM started at the reset vector"),
+  Flag.optional
+)
+const serial = Flag.String("serial").pipe(
+  Flag.withDescription("Write the first VM's raw COM1 bytes to FILE"),
+  Flag.optional
+)
+const json = Flag.Boolean("json").pipe(Flag.withDescription("Print the summary as JSON"), Flag.withDefault(false))
+
+const parseSize = (text: string): number | undefined => {
+  const m = /^(\d+)\s*([MG]?)i?B?$/i.exec(text.trim())
+  if (m === null) return undefined
+  const n = Number(m[1])
+  return m[2]?.toUpperCase() === "G" ? n * 1024 : n
+}
+
+const parseDuration = (text: string): number | undefined => {
+  const m = /^(\d+(?:\.\d+)?)\s*(ns|us|ms|s)$/.exec(text.trim())
+  if (m === null) return undefined
+  const scale = { ns: 1, us: 1e3, ms: 1e6, s: 1e9 }[m[2] as "ns" | "us" | "ms" | "s"]
+  return Math.round(Number(m[1]) * scale)
+}
+
+const colors = [36, 33, 35, 32, 34, 31]
+
+export const boot = Command.make(
+  "boot",
+  { images, mode, mem, vcpus, pcpus, seed, maxTime, cmdline, bios, serial, json },
+  (o) =>
+    Effect.gen(function* () {
+      const problems: Array<string> = []
+      if (!availableModes.includes(o.mode as never)) {
+        problems.push(
+          `--mode ${o.mode}: ${["bt", "pv", "emu"].includes(o.mode) ? "not built yet" : "unknown"} (available: ${availableModes.join(", ")})`
+        )
+      }
+      const memoryMiB = parseSize(o.mem)
+      const memoryValid = memoryMiB !== undefined && memoryMiB >= 2 && memoryMiB <= 3072
+      if (!memoryValid) problems.push(`--mem ${o.mem}: give 2M..3G, e.g. 16M`)
+      const maxTimeNs = parseDuration(o.maxTime)
+      if (maxTimeNs === undefined || maxTimeNs <= 0)
+        problems.push(`--max-time ${o.maxTime}: give a duration like 10s or 500ms`)
+      if (o.vcpus < 1 || o.vcpus > 16) problems.push(`--vcpus ${o.vcpus}: give 1..16`)
+      if (o.pcpus < 1 || o.pcpus > 64) problems.push(`--pcpus ${o.pcpus}: give 1..64`)
+      const guests = yield* planGuests(o.images, {
+        // with an invalid --mem, images are still checked (against the default size) so every problem is listed
+        memoryBytes: (memoryValid ? memoryMiB! : 16) * 1024 * 1024,
+        cmdline: o.cmdline,
+        bios: Option.getOrUndefined(o.bios)
+      }).pipe(
+        Effect.catch((found: ReadonlyArray<string>) => {
+          problems.push(...found)
+          return Effect.succeed([])
+        })
+      )
+      if (problems.length > 0)
+        return yield* failWithMessage(`fibervisor boot: nothing started:\n  ${problems.join("\n  ")}`)
+      const tty = process.stdout.isTTY === true
+      const width = Math.max(...guests.map((g) => g.name.length))
+      const summaries = yield* bootGuests(guests, {
+        memoryMiB: memoryMiB!,
+        vcpus: o.vcpus,
+        pcpus: o.pcpus,
+        seed: o.seed,
+        maxTimeNs: maxTimeNs!,
+        serialFile: Option.getOrUndefined(o.serial),
+        printLine: (vm, index, line) => {
+          if (o.json) return
+          const prefix = vm.padEnd(width)
+          process.stdout.write(
+            tty ? `\x1b[${colors[index % colors.length]}m${prefix}\x1b[0m | ${line}\n` : `${prefix} | ${line}\n`
+          )
+        }
+      })
+      yield* Console.log(o.json ? JSON.stringify({ vms: summaries }, null, 2) : `\n${formatSummary(summaries)}`)
+      if (!summaries.every((s) => s.success)) process.exitCode = 1
+    }).pipe(Effect.catchTag("MachineConfigError", (e) => failWithMessage(`fibervisor boot: ${e.message}`)))
+).pipe(Command.withDescription("Boot Multiboot guest images in VMs on one simulated host and report how each ended"))

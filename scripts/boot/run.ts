@@ -1,0 +1,148 @@
+/**
+ * `fibervisor boot`: one simulated host, one VM per image, all at once.
+ * Builds the machine, boots the vmkernel, creates the VMs (each with the
+ * standard PC devices), runs them in virtual time until every VM has ended
+ * or `--max-time` of virtual time has passed, multiplexing their consoles,
+ * then prints a summary per VM. The exit status is 0 only when every guest
+ * wrote 0 to the debug-exit port.
+ */
+import { writeFileSync } from "node:fs"
+import { Effect } from "effect"
+import { romDevice } from "../../hw/machine/buses.ts"
+import { decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
+import { Machine } from "../../hw/machine/machine.ts"
+import { Kernel } from "../../kernel/boot.ts"
+import { Worlds } from "../../kernel/sched/runtime.ts"
+import { defaultVmConfig } from "../../vmm/config.ts"
+import { addStandardDevices } from "../../vmm/platform/standard.ts"
+import { createVm, type VirtualMachine } from "../../vmm/vm.ts"
+import type { PlannedGuest } from "./images.ts"
+
+export interface BootOptions {
+  readonly memoryMiB: number
+  readonly vcpus: number
+  readonly pcpus: number
+  readonly seed: number
+  readonly maxTimeNs: number
+  readonly serialFile: string | undefined
+  /** Write a console line for a VM (the caller prefixes and colours it). */
+  readonly printLine: (vm: string, index: number, line: string) => void
+}
+
+export interface VmSummary {
+  readonly vm: string
+  readonly image: string
+  readonly result: string
+  readonly success: boolean
+  readonly exitCode: number | null
+  readonly simulatedMs: number
+  readonly instructions: number
+  readonly mips: number
+  readonly exits: Record<string, number>
+}
+
+const describeEnd = (vm: VirtualMachine): { result: string; success: boolean; exitCode: number | null } => {
+  const end = vm.ended
+  if (end === undefined) return { result: "timeout (still running at --max-time)", success: false, exitCode: null }
+  switch (end._tag) {
+    case "DebugExit":
+      return {
+        result: end.code === 0 ? "success" : `failure (exit code ${end.code})`,
+        success: end.code === 0,
+        exitCode: end.code
+      }
+    case "TripleFault":
+      return { result: "triple fault", success: false, exitCode: null }
+    case "Reset":
+      return { result: "reset", success: false, exitCode: null }
+    case "Failed":
+      return { result: `failed: ${end.message}`, success: false, exitCode: null }
+  }
+}
+
+export const bootGuests = (guests: ReadonlyArray<PlannedGuest>, options: BootOptions) =>
+  Effect.gen(function* () {
+    const ramMiB = Math.min(3584, 64 + guests.length * (options.memoryMiB + 2))
+    const hostConfig = yield* decodeMachineConfig(
+      "boot host",
+      JSON.stringify({
+        ...defaultMachineConfig,
+        pcpus: options.pcpus,
+        ramMiB,
+        seed: options.seed,
+        uart: { backend: "none" }
+      })
+    )
+    const machine = new Machine(hostConfig)
+    const serial: Array<number> = []
+    const wall = performance.now()
+    const summaries = yield* Effect.gen(function* () {
+      const vms: Array<VirtualMachine> = []
+      for (const [index, guest] of guests.entries()) {
+        let line = ""
+        const emit = (byte: number) => {
+          if (index === 0) serial.push(byte)
+          if (byte === 0x0a) {
+            options.printLine(guest.name, index, line.replace(/\r$/, ""))
+            line = ""
+          } else line += String.fromCharCode(byte)
+        }
+        const config = {
+          ...defaultVmConfig(guest.name, guest.path),
+          memoryMiB: options.memoryMiB,
+          vcpus: options.vcpus
+        }
+        const vm = yield* createVm(config, guest.payload, { console: emit })
+        addStandardDevices(vm, emit)
+        if (guest.rom !== undefined)
+          vm.platform.addMmio(2 ** 32 - guest.rom.length, guest.rom.length, romDevice("bios", guest.rom))
+        vm.onFlush = () => {
+          if (line.length > 0) options.printLine(guest.name, index, line)
+          line = ""
+        }
+        vms.push(vm)
+      }
+      const worlds = yield* Worlds
+      const slice = 10_000_000
+      for (let t = 0; t < options.maxTimeNs && vms.some((vm) => vm.ended === undefined); t += slice) {
+        yield* worlds.runFor(Math.min(slice, options.maxTimeNs - t))
+      }
+      const seconds = (performance.now() - wall) / 1000
+      return vms.map((vm, i): VmSummary => {
+        vm.onFlush()
+        const exits = Object.fromEntries(Object.entries(vm.counters).filter(([, n]) => n > 0))
+        return {
+          vm: vm.name,
+          image: guests[i]!.path,
+          ...describeEnd(vm),
+          simulatedMs: vm.now / 1e6,
+          instructions: vm.instructions,
+          mips: vm.instructions / 1e6 / Math.max(seconds, 1e-9),
+          exits
+        }
+      })
+    }).pipe(Effect.provide(Kernel.boot(machine)), Effect.scoped)
+    if (options.serialFile !== undefined) writeFileSync(options.serialFile, Uint8Array.from(serial))
+    return summaries
+  })
+
+export const formatSummary = (rows: ReadonlyArray<VmSummary>): string => {
+  const header = ["VM", "result", "sim ms", "instructions", "MIPS", "exits"]
+  const body = rows.map((r) => [
+    r.vm,
+    r.result,
+    r.simulatedMs.toFixed(3),
+    String(r.instructions),
+    r.mips.toPrecision(3),
+    Object.entries(r.exits)
+      .map(([k, v]) => `${k.replace(/^exit_/, "")}=${v}`)
+      .join(" ")
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)))
+  const fmt = (row: ReadonlyArray<string>) =>
+    row
+      .map((cell, i) => cell.padEnd(widths[i]!))
+      .join("  ")
+      .trimEnd()
+  return [fmt(header), ...body.map(fmt)].join("\n")
+}

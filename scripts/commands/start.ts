@@ -1,9 +1,12 @@
 /**
- * `fibervisor start`: power on the host. Decodes the host config (the
- * embedded default, or --config FILE), builds the machine (pCPUs, RAM,
- * devices, firmware ROM) and prints its inventory as read back from the
- * firmware table. Booting guests from it arrives with the VMM (issues 6, 7).
+ * `fibervisor start`: power on the host and boot the default guests.
+ * Decodes the host config (the embedded default, or --config FILE), builds
+ * the machine and prints its inventory as read back from the firmware table,
+ * then boots the default guest images side by side on one simulated host
+ * (as `fibervisor boot` would) and exits 0 when every guest succeeded.
  */
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { Console, Effect, FileSystem } from "effect"
 import { Command, Flag } from "effect/cli"
 import { openFileDisk } from "../../hw/backends/file-disk.ts"
@@ -11,6 +14,12 @@ import { streamConsole } from "../../hw/backends/stdio-console.ts"
 import { decodeMachineConfig, defaultMachineConfig, MachineConfigError } from "../../hw/machine/config.ts"
 import { machineInventory } from "../../hw/machine/inventory.ts"
 import { Machine } from "../../hw/machine/machine.ts"
+import { planGuests } from "../boot/images.ts"
+import { bootGuests, formatSummary } from "../boot/run.ts"
+
+/** The guests `fibervisor start` boots side by side (paths from the project root). */
+export const defaultGuests = ["images/hello/hello.elf", "images/hello/hello.elf", "images/hello/hello.elf"]
+
 import { failWithMessage } from "./user-error.ts"
 
 const config = Flag.String("config").pipe(
@@ -35,9 +44,29 @@ export const start = Command.make("start", { config }, ({ config }) =>
         }),
       catch: (e) => new MachineConfigError({ source, message: e instanceof Error ? e.message : String(e) })
     })
-    yield* Console.log(`fibervisor: host powered on (${source})\n${machineInventory(host, machine)}`)
+    yield* Console.log(`fibervisor: host powered on (${source})\n${machineInventory(host, machine)}\n`)
+    const root = fileURLToPath(new URL("../..", import.meta.url))
+    const images = defaultGuests.map((g) => join(root, g))
+    const guests = yield* planGuests(images, { memoryBytes: 16 * 1024 * 1024, cmdline: "", bios: undefined }).pipe(
+      Effect.mapError((problems) => new MachineConfigError({ source: "default guests", message: problems.join("\n") }))
+    )
+    yield* Console.log(`booting ${guests.length} guests on ${host.pcpus} pCPUs:`)
+    const width = Math.max(...guests.map((g) => g.name.length))
+    const summaries = yield* bootGuests(guests, {
+      memoryMiB: 16,
+      vcpus: 1,
+      pcpus: host.pcpus,
+      seed: host.seed,
+      maxTimeNs: 10_000_000_000,
+      serialFile: undefined,
+      printLine: (vm, _index, line) => process.stdout.write(`${vm.padEnd(width)} | ${line}\n`)
+    })
+    yield* Console.log(`\n${formatSummary(summaries)}`)
+    if (!summaries.every((s) => s.success)) process.exitCode = 1
   }).pipe(
     Effect.catchTag("MachineConfigError", (e) => failWithMessage(`Invalid host config ${e.source}:\n${e.message}`)),
     Effect.catchTag("PlatformError", (e) => failWithMessage(`Cannot read host config: ${e.message}`))
   )
-).pipe(Command.withDescription("Power on the host: decode the host config and print the machine inventory"))
+).pipe(
+  Command.withDescription("Power on the host: print the machine inventory, then boot the default guests side by side")
+)

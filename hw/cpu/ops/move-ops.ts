@@ -38,6 +38,29 @@ export function popFlags(c: Cpu, value: number, size: AccessSize): void {
   c.setFlags((old & ~writable) | (value & writable))
 }
 
+/** LDS/LES (and LSS/LFS/LGS in 0F B2-B5): load a far pointer m16:16/32 into Sreg:reg (SDM Vol. 2 LDS...). */
+export const loadFarPointer =
+  (seg: number): Op =>
+  (c) => {
+    const m = c.fetch8()
+    if (m >= 0xc0) c.fault(UD)
+    c.decodeEA(m)
+    const size = vsize(c)
+    const off = size === 4 ? c.rd32(c.eaSeg, c.ea) : c.rd16(c.eaSeg, c.ea)
+    const sel = c.rd16(c.eaSeg, (c.ea + size) | 0)
+    loadSegmentRegister(c, seg, sel)
+    c.setReg(size, (m >> 3) & 7, off)
+  }
+
+/** POP ES/SS/DS (and POP FS/GS in 0F A1/A9): the selector is loaded before the stack pointer moves. */
+export const popSegment =
+  (seg: number): Op =>
+  (c) => {
+    const size = vsize(c)
+    loadSegmentRegister(c, seg, c.peek(0, size) & 0xffff)
+    c.setSp(c.spPlus(size))
+  }
+
 export function installMove(one: Array<Op>): void {
   one[0x88] = (c) => {
     const m = c.fetch8()
@@ -207,21 +230,13 @@ export function installMove(one: Array<Op>): void {
     (seg: number): Op =>
     (c) =>
       c.pushV(c.segSel[seg]!)
-  const popSeg =
-    (seg: number): Op =>
-    (c) => {
-      const size = vsize(c)
-      const v = c.peek(0, size) & 0xffff
-      loadSegmentRegister(c, seg, v)
-      c.setSp(c.spPlus(size))
-    }
   one[0x06] = pushSeg(ES)
-  one[0x07] = popSeg(ES)
+  one[0x07] = popSegment(ES)
   one[0x0e] = pushSeg(CS)
   one[0x16] = pushSeg(SS)
-  one[0x17] = popSeg(SS)
+  one[0x17] = popSegment(SS)
   one[0x1e] = pushSeg(DS)
-  one[0x1f] = popSeg(DS)
+  one[0x1f] = popSegment(DS)
   one[0x60] = (c) => {
     // PUSHA/PUSHAD: all eight, the ESP pushed is the value before the first push
     const size = vsize(c)
@@ -264,18 +279,6 @@ export function installMove(one: Array<Op>): void {
     c.setSp(c.spPlus(size))
     c.setReg(size, EBP, v)
   }
-  const loadFarPointer =
-    (seg: number): Op =>
-    (c) => {
-      const m = c.fetch8()
-      if (m >= 0xc0) c.fault(UD)
-      c.decodeEA(m)
-      const size = vsize(c)
-      const off = size === 4 ? c.rd32(c.eaSeg, c.ea) : c.rd16(c.eaSeg, c.ea)
-      const sel = c.rd16(c.eaSeg, (c.ea + size) | 0)
-      loadSegmentRegister(c, seg, sel)
-      c.setReg(size, (m >> 3) & 7, off)
-    }
   one[0xc4] = loadFarPointer(ES)
   one[0xc5] = loadFarPointer(DS)
   one[0x62] = (c) => {

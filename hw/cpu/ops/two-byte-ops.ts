@@ -13,7 +13,7 @@ import { checkControlExit } from "../vmx/exits.ts"
 import { ProcControls } from "../vmx/vmcs.ts"
 import { alu, CMP, doubleShift, imulTrunc } from "./alu.ts"
 import { nearJump } from "./control-ops.ts"
-import { loadSegmentRegister } from "./move-ops.ts"
+import { loadFarPointer, popSegment } from "./move-ops.ts"
 import type { Op } from "./types.ts"
 
 const vsize = (c: Cpu): 2 | 4 => (c.o32 ? 4 : 2)
@@ -227,28 +227,9 @@ export function installTwoByte(two: Array<Op>): void {
   }
   two[0xa0] = (c) => c.pushV(c.segSel[FS]!)
   two[0xa8] = (c) => c.pushV(c.segSel[GS]!)
-  const popSeg =
-    (seg: number): Op =>
-    (c) => {
-      const size = vsize(c)
-      loadSegmentRegister(c, seg, c.peek(0, size) & 0xffff)
-      c.setSp(c.spPlus(size))
-    }
-  two[0xa1] = popSeg(FS)
-  two[0xa9] = popSeg(GS)
-  const loadFar =
-    (seg: number): Op =>
-    (c) => {
-      const m = c.fetch8()
-      if (m >= 0xc0) c.fault(UD)
-      c.decodeEA(m)
-      const size = vsize(c)
-      const off = size === 4 ? c.rd32(c.eaSeg, c.ea) : c.rd16(c.eaSeg, c.ea)
-      const sel = c.rd16(c.eaSeg, (c.ea + size) | 0)
-      loadSegmentRegister(c, seg, sel)
-      c.setReg(size, (m >> 3) & 7, off)
-    }
-  two[0xb2] = loadFar(SS)
-  two[0xb4] = loadFar(FS)
-  two[0xb5] = loadFar(GS)
+  two[0xa1] = popSegment(FS)
+  two[0xa9] = popSegment(GS)
+  two[0xb2] = loadFarPointer(SS)
+  two[0xb4] = loadFarPointer(FS)
+  two[0xb5] = loadFarPointer(GS)
 }

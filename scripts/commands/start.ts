@@ -18,7 +18,7 @@ import { planGuests } from "../boot/images.ts"
 import { bootGuests, formatSummary } from "../boot/run.ts"
 
 /** The guests `fibervisor start` boots side by side (paths from the project root). */
-export const defaultGuests = ["images/hello/hello.elf", "images/hello/hello.elf", "images/hello/hello.elf"]
+export const defaultGuests = ["images/hello/hello.elf", "images/timer/timer.elf", "images/smp/smp.elf"]
 
 import { failWithMessage } from "./user-error.ts"
 
@@ -54,7 +54,7 @@ export const start = Command.make("start", { config }, ({ config }) =>
     const width = Math.max(...guests.map((g) => g.name.length))
     const summaries = yield* bootGuests(guests, {
       memoryMiB: 16,
-      vcpus: 1,
+      vcpus: 2,
       pcpus: host.pcpus,
       seed: host.seed,
       maxTimeNs: 10_000_000_000,

@@ -23,6 +23,14 @@ const images = readdirSync(join(root, "images"))
   .map((dir) => join(root, "images", dir, `${dir}.elf`))
   .filter((path) => existsSync(path))
 
+/** Per-image boot settings (images/<name>/boot.json): vCPUs, for `-smp` and `--vcpus` alike. */
+const settings = (image: string): { vcpus: number } => {
+  const file = join(image, "..", "boot.json")
+  return existsSync(file)
+    ? { vcpus: 1, ...(JSON.parse(readFileSync(file, "utf8")) as { vcpus?: number }) }
+    : { vcpus: 1 }
+}
+
 const onQemu = (image: string) => {
   const out = join(mkdtempSync(join(tmpdir(), "qemu-")), "com1")
   const r = spawnSync(
@@ -30,6 +38,8 @@ const onQemu = (image: string) => {
     [
       "-accel",
       "tcg",
+      "-smp",
+      String(settings(image).vcpus),
       "-kernel",
       image,
       "-display",
@@ -52,7 +62,16 @@ const onFibervisor = (image: string) => {
   const out = join(mkdtempSync(join(tmpdir(), "fv-")), "com1")
   const r = spawnSync(
     join(root, "node_modules/.bin/node"),
-    [join(root, "scripts/fibervisor.ts"), "boot", image, "--serial", out, "--json"],
+    [
+      join(root, "scripts/fibervisor.ts"),
+      "boot",
+      image,
+      "--vcpus",
+      String(settings(image).vcpus),
+      "--serial",
+      out,
+      "--json"
+    ],
     {
       cwd: root,
       encoding: "utf8",

@@ -7,6 +7,7 @@
 ; total is 500500.
 %include "multiboot.inc"
 %include "serial.inc"
+%include "print.inc"
 
 LAPIC     equ 0xfee00000
 TRAMPOLINE equ 0x8000
@@ -77,22 +78,6 @@ add_share:
   lock add [total], edx
   ret
 
-; print_decimal: EAX unsigned, on COM1
-print_decimal:
-  mov edi, decimal_end
-  mov byte [edi], 0
-  mov ebx, 10
-.digit:
-  xor edx, edx
-  div ebx
-  add dl, '0'
-  dec edi
-  mov [edi], dl
-  test eax, eax
-  jnz .digit
-  mov esi, edi
-  jmp serial_puts
-
 ; protected-mode entry of an application processor (after the trampoline)
 ap_entry:
   mov ax, 0x10
@@ -147,8 +132,6 @@ next_slice: dd 1
 
 section .bss
 align 16
-decimal: resb 12
-decimal_end: resb 4
 bsp_stack: resb 4096
 bsp_stack_top:
 ap_stacks: resb 4096 * 16

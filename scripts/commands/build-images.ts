@@ -6,7 +6,14 @@
 import { fileURLToPath } from "node:url"
 import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
-import { buildImage, listImageSources, sameBytes, writeImage } from "../images/build.ts"
+import {
+  buildImage,
+  listImageSources,
+  sameBytes,
+  staleGeneratedSources,
+  writeGeneratedSources,
+  writeImage
+} from "../images/build.ts"
 import { failWithMessage } from "./user-error.ts"
 
 const write = Flag.Boolean("write").pipe(
@@ -17,6 +24,14 @@ const write = Flag.Boolean("write").pipe(
 export const buildImages = Command.make("build-images", { write }, ({ write }) =>
   Effect.gen(function* () {
     const root = fileURLToPath(new URL("../..", import.meta.url))
+    if (write) writeGeneratedSources(root)
+    const staleGenerated = staleGeneratedSources(root)
+    if (staleGenerated.length > 0) {
+      return yield* failWithMessage(
+        `generated sources are stale: ${staleGenerated.map((g) => g.path).join(", ")} (run with --write to regenerate them)`,
+        1
+      )
+    }
     const sources = listImageSources(root)
     const builds = yield* Effect.try({
       try: () => sources.map((s) => buildImage(root, s)),

@@ -18,7 +18,12 @@ import { planGuests } from "../boot/images.ts"
 import { bootGuests, formatSummary } from "../boot/run.ts"
 
 /** The guests `fibervisor start` boots side by side (paths from the project root). */
-export const defaultGuests = ["images/hello/hello.elf", "images/timer/timer.elf", "images/smp/smp.elf"]
+export const defaultGuests = [
+  "images/hello/hello.elf",
+  "images/timer/timer.elf",
+  "images/smp/smp.elf",
+  "images/cpu-selftest/cpu-selftest.elf"
+]
 
 import { failWithMessage } from "./user-error.ts"
 

@@ -10,6 +10,7 @@ import { execFileSync } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { selftestInclude, selftestVectors } from "./selftest-vectors.ts"
 
 export interface ImageBuild {
   readonly name: string
@@ -20,6 +21,19 @@ export interface ImageBuild {
 }
 
 export const imagesDir = (root: string) => join(root, "images")
+
+/** Sources generated at build time (committed like the ELFs, checked the same way). */
+export const generatedSources = (root: string): Array<{ path: string; content: string }> => [
+  { path: join(imagesDir(root), "cpu-selftest", "vectors.inc"), content: selftestInclude(selftestVectors()) }
+]
+
+/** The generated sources whose committed copy is missing or stale. */
+export const staleGeneratedSources = (root: string): Array<{ path: string; content: string }> =>
+  generatedSources(root).filter((g) => !existsSync(g.path) || readFileSync(g.path, "utf8") !== g.content)
+
+export const writeGeneratedSources = (root: string): void => {
+  for (const g of generatedSources(root)) writeFileSync(g.path, g.content)
+}
 
 export const listImageSources = (root: string): Array<{ name: string; source: string; elf: string }> =>
   readdirSync(imagesDir(root), { withFileTypes: true })

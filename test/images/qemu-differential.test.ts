@@ -31,6 +31,8 @@ const images = readdirSync(join(root, "images"))
 interface Settings {
   readonly vcpus: number
   readonly result?: "triple-fault"
+  /** Needs virtio-mmio devices, which QEMU's pc machine does not have: not compared. */
+  readonly virtio?: boolean
 }
 
 const settings = (image: string): Settings => {
@@ -94,7 +96,12 @@ const onFibervisor = (image: string) => {
 describe.skipIf(!haveQemu)("QEMU differential: same image, same serial output, same result", () => {
   it("has images to compare", () => expect(images.length).toBeGreaterThan(0))
   for (const image of images) {
-    it(image.slice(root.length).replace(/^\//, ""), () => {
+    const name = image.slice(root.length).replace(/^\//, "")
+    if (settings(image).virtio === true) {
+      it.skip(`${name}: not compared (needs virtio-mmio, which QEMU's pc machine lacks)`, () => {})
+      continue
+    }
+    it(name, () => {
       const q = onQemu(image)
       const f = onFibervisor(image)
       expect(f.serial).toBe(q.serial)

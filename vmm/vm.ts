@@ -212,6 +212,8 @@ export const createVm = (
     const guest = new GuestPhysical(memory.managerUnsafe, config.name, ramBytes)
     for (const write of payload.writes) {
       if (!guest.write(write.address, write.bytes)) {
+        // nothing half-started: the pool admitted above is returned at once, not when the caller's scope closes
+        yield* memory.release(config.name).pipe(Effect.ignore)
         return yield* Effect.fail(
           new VmError(
             `VM ${config.name}: the image places ${write.bytes.length} bytes at 0x${write.address.toString(16)}, outside its ${config.memoryMiB} MiB of RAM`
@@ -219,9 +221,10 @@ export const createVm = (
         )
       }
     }
-    const eptp = yield* pool
-      .eptp({ accessedDirty: true })
-      .pipe(Effect.mapError((e) => new VmError(`VM ${config.name}: EPT: ${e.message}`)))
+    const eptp = yield* pool.eptp({ accessedDirty: true }).pipe(
+      Effect.tapError(() => memory.release(config.name).pipe(Effect.ignore)),
+      Effect.mapError((e) => new VmError(`VM ${config.name}: EPT: ${e.message}`))
+    )
 
     let vm: VirtualMachine | undefined
     const platform = new PcPlatform({ vcpus: config.vcpus, clock: () => vm?.now ?? 0, console: io.console })

@@ -4,17 +4,23 @@
  * memory backed lazily, its exits counted; several VMs side by side on two
  * pCPUs with their own consoles; a triple fault ending only its own VM.
  */
+import { readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Metric } from "effect"
 import { resetGuestRegisters } from "../../hw/cpu/vmx/vmcs.ts"
 import { decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
 import { Machine } from "../../hw/machine/machine.ts"
 import { Kernel } from "../../kernel/boot.ts"
+import { MachineMemory } from "../../kernel/memory/service.ts"
 import { Worlds } from "../../kernel/sched/runtime.ts"
 import { vmExits } from "../../kernel/trace/metrics.ts"
-import { defaultVmConfig } from "../../vmm/config.ts"
+import { decodeVmConfig, defaultVmConfig } from "../../vmm/config.ts"
+import { planMultibootLoad } from "../../vmm/loader/multiboot.ts"
 import { type BootPayload, createVm, type VirtualMachine } from "../../vmm/vm.ts"
 import { assemble } from "../hw/cpu/harness.ts"
+
+const hello_elf = fileURLToPath(new URL("../../images/hello/hello.elf", import.meta.url))
 
 const machine = () =>
   new Machine(Effect.runSync(decodeMachineConfig("test", JSON.stringify({ ...defaultMachineConfig, ramMiB: 64 }))))
@@ -244,6 +250,61 @@ finish:
       expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
     }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
   })
+
+  it.effect(
+    "an invalid config, a truncated ELF and an image outside RAM fail alone with clear messages; the running VM is untouched",
+    () => {
+      const m = machine()
+      let out = ""
+      return Effect.gen(function* () {
+        const worlds = yield* Worlds
+        const good = yield* createVm(
+          defaultVmConfig("steady", "inline"),
+          realMode(`
+  mov dx, 0x3f8
+  mov cx, 3
+again:
+  mov al, '.'
+  out dx, al
+  push cx
+  mov cx, 5000
+spin:
+  loop spin
+  pop cx
+  loop again
+  xor al, al
+  out 0xf4, al
+  hlt`),
+          { console: (b) => (out += String.fromCharCode(b)), ports: debugExit }
+        )
+        yield* worlds.runFor(100_000)
+        // an invalid VM config: every problem listed, nothing created
+        const badConfig = yield* Effect.flip(
+          decodeVmConfig("bad.json", JSON.stringify({ ...defaultVmConfig("x", "k"), name: "", vcpus: 0, mode: "bt" }))
+        )
+        expect(badConfig.message).toContain('["name"]')
+        expect(badConfig.message).toContain('["vcpus"]')
+        // a truncated ELF: the loader refuses it with its reason
+        const truncated = planMultibootLoad(readFileSync(hello_elf).subarray(0, 100), { ramBytes: 16 << 20 })
+        expect(truncated._tag).toBe("Failure")
+        if (truncated._tag === "Failure") expect(truncated.failure.message).toMatch(/^truncated|^not-multiboot/)
+        // an image that places bytes outside the VM's RAM: createVm fails, nothing half-started
+        const outside = yield* Effect.flip(
+          createVm(
+            { ...defaultVmConfig("too-big", "inline"), memoryMiB: 2 },
+            { writes: [{ address: 3 << 20, bytes: Uint8Array.of(0xf4) }], registers: resetGuestRegisters() },
+            { console: () => {} }
+          )
+        )
+        expect(outside.message).toContain("outside its 2 MiB of RAM")
+        expect((yield* (yield* MachineMemory).stats).vms.map((v) => v.vm)).not.toContain("too-big")
+        yield* worlds.runFor(50_000_000)
+        expect(out).toBe("...")
+        expect(good.ended).toEqual({ _tag: "DebugExit", code: 0 })
+        expect((yield* worlds.stats).vms.map((v) => v.name)).toEqual(["steady"])
+      }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
+    }
+  )
 
   it.effect("a triple fault ends only its own VM", () => {
     const m = machine()

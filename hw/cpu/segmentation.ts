@@ -179,20 +179,30 @@ export function tssStack(c: Cpu, dpl: number, ext: number): { ss: number; esp: n
  * level `dpl` (SDM Vol. 3A 6.12.1 "stack switching", #TS conditions) and
  * leave its descriptor in the returned record.
  */
-export function checkTssStackSegment(c: Cpu, ss: number, dpl: number, ext: number) {
-  const error = (ss & 0xfffc) | ext
-  if ((ss & 0xfffc) === 0) c.fault(TS, ext)
-  readDescriptor(c, ss, TS, ext)
+export const checkTssStackSegment = (c: Cpu, ss: number, dpl: number, ext: number) =>
+  checkStackSegment(c, ss, dpl, TS, ext)
+
+/**
+ * The checks every stack-segment switch makes (SDM 6.12.1 for a TSS stack,
+ * RET/IRET "Operation" for a return to an outer level): a non-null selector,
+ * RPL = DPL = the new privilege, a writable data segment (else `vector`, #TS
+ * or #GP, with the selector), present (else #SS). Leaves the descriptor in
+ * `desc` and returns its cache values.
+ */
+function checkStackSegment(c: Cpu, selector: number, privilege: number, vector: number, ext: number) {
+  const error = (selector & 0xfffc) | ext
+  if ((selector & 0xfffc) === 0) c.fault(vector, ext)
+  readDescriptor(c, selector, vector, ext)
   const { lo, hi } = desc
   const type = descType(hi)
   if (
-    (ss & 3) !== dpl ||
-    descDpl(hi) !== dpl ||
+    (selector & 3) !== privilege ||
+    descDpl(hi) !== privilege ||
     descIsSystem(hi) ||
     (type & TYPE_CODE) !== 0 ||
     (type & TYPE_RW) === 0
   ) {
-    c.fault(TS, error)
+    c.fault(vector, error)
   }
   if (!descPresent(hi)) c.fault(SSF, error)
   markAccessed(c)
@@ -369,25 +379,7 @@ export function checkReturnCode(c: Cpu, selector: number): void {
 }
 
 /** Validate the SS popped when returning to outer level `rpl`; returns its cache values. */
-export function checkReturnStack(c: Cpu, selector: number, rpl: number) {
-  const error = selector & 0xfffc
-  if (error === 0) c.fault(GP, 0)
-  readDescriptor(c, selector, GP)
-  const { lo, hi } = desc
-  const type = descType(hi)
-  if (
-    (selector & 3) !== rpl ||
-    descDpl(hi) !== rpl ||
-    descIsSystem(hi) ||
-    (type & TYPE_CODE) !== 0 ||
-    (type & TYPE_RW) === 0
-  ) {
-    c.fault(GP, error)
-  }
-  if (!descPresent(hi)) c.fault(SSF, error)
-  markAccessed(c)
-  return { base: descBase(lo, hi), limit: descLimit(lo, hi), access: descAccess(desc.hi) | AR_ACCESSED }
-}
+export const checkReturnStack = (c: Cpu, selector: number, rpl: number) => checkStackSegment(c, selector, rpl, GP, 0)
 
 /** RETF [imm16] (SDM Vol. 2 RET, far return). */
 export function farReturn(c: Cpu, o32: boolean, release: number): void {

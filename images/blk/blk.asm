@@ -7,27 +7,9 @@
 ; Needs a virtio-mmio disk, so it is not compared against QEMU's pc machine.
 %include "multiboot.inc"
 %include "serial.inc"
+%include "virtio.inc"
 %include "print.inc"
 
-VIRTIO              equ 0xfeb00000
-MAGIC               equ 0x000
-VERSION             equ 0x004
-DEVICE_ID           equ 0x008
-DEVICE_FEATURES     equ 0x010
-DEVICE_FEATURES_SEL equ 0x014
-DRIVER_FEATURES     equ 0x020
-DRIVER_FEATURES_SEL equ 0x024
-QUEUE_SEL           equ 0x030
-QUEUE_NUM_MAX       equ 0x034
-QUEUE_NUM           equ 0x038
-QUEUE_READY         equ 0x044
-QUEUE_NOTIFY        equ 0x050
-INTERRUPT_STATUS    equ 0x060
-INTERRUPT_ACK       equ 0x064
-STATUS              equ 0x070
-QUEUE_DESC          equ 0x080
-QUEUE_DRIVER        equ 0x090
-QUEUE_DEVICE        equ 0x0a0
 QSIZE               equ 8
 T_IN                equ 0
 T_OUT               equ 1
@@ -43,18 +25,10 @@ _start:
   cmp dword [VIRTIO + DEVICE_ID], 2
   jne no_device
   ; 3.1.1: reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK, queues, DRIVER_OK
-  mov dword [VIRTIO + STATUS], 0
-  mov dword [VIRTIO + STATUS], 1
-  mov dword [VIRTIO + STATUS], 3
-  mov dword [VIRTIO + DEVICE_FEATURES_SEL], 1
-  test dword [VIRTIO + DEVICE_FEATURES], 1          ; VIRTIO_F_VERSION_1 (bit 32)
+  call virtio_begin
   jz bad_features
-  mov dword [VIRTIO + DRIVER_FEATURES_SEL], 1
-  mov dword [VIRTIO + DRIVER_FEATURES], 1
-  mov dword [VIRTIO + DRIVER_FEATURES_SEL], 0
-  mov dword [VIRTIO + DRIVER_FEATURES], 0
-  mov dword [VIRTIO + STATUS], 11
-  test dword [VIRTIO + STATUS], 8
+  xor eax, eax                                      ; no block features beyond VERSION_1
+  call virtio_features
   jz bad_features
   mov dword [VIRTIO + QUEUE_SEL], 0
   cmp dword [VIRTIO + QUEUE_NUM_MAX], QSIZE
@@ -67,7 +41,7 @@ _start:
   mov dword [VIRTIO + QUEUE_DEVICE], used
   mov dword [VIRTIO + QUEUE_DEVICE + 4], 0
   mov dword [VIRTIO + QUEUE_READY], 1
-  mov dword [VIRTIO + STATUS], 15
+  mov dword [VIRTIO + STATUS], STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK
 
   mov eax, T_IN                       ; read sector 0
   call request

@@ -6,23 +6,8 @@
 ; "net: <my MAC> heard <peer MAC>". Needs virtio-mmio: not compared on QEMU.
 %include "multiboot.inc"
 %include "serial.inc"
+%include "virtio.inc"
 
-VIRTIO              equ 0xfeb00000
-DEVICE_ID           equ 0x008
-DEVICE_FEATURES     equ 0x010
-DEVICE_FEATURES_SEL equ 0x014
-DRIVER_FEATURES     equ 0x020
-DRIVER_FEATURES_SEL equ 0x024
-QUEUE_SEL           equ 0x030
-QUEUE_NUM_MAX       equ 0x034
-QUEUE_NUM           equ 0x038
-QUEUE_READY         equ 0x044
-QUEUE_NOTIFY        equ 0x050
-STATUS              equ 0x070
-QUEUE_DESC          equ 0x080
-QUEUE_DRIVER        equ 0x090
-QUEUE_DEVICE        equ 0x0a0
-CONFIG_MAC          equ 0x100
 QSIZE               equ 8
 RX_BUFFERS          equ 4
 BUFFER              equ 1536
@@ -34,18 +19,10 @@ _start:
   mov esp, stack_top
   cmp dword [VIRTIO + DEVICE_ID], 1
   jne no_device
-  mov dword [VIRTIO + STATUS], 0
-  mov dword [VIRTIO + STATUS], 1
-  mov dword [VIRTIO + STATUS], 3
-  mov dword [VIRTIO + DEVICE_FEATURES_SEL], 1
-  test dword [VIRTIO + DEVICE_FEATURES], 1         ; VERSION_1
+  call virtio_begin
   jz no_device
-  mov dword [VIRTIO + DRIVER_FEATURES_SEL], 1
-  mov dword [VIRTIO + DRIVER_FEATURES], 1
-  mov dword [VIRTIO + DRIVER_FEATURES_SEL], 0
-  mov dword [VIRTIO + DRIVER_FEATURES], 1 << 5     ; VIRTIO_NET_F_MAC
-  mov dword [VIRTIO + STATUS], 11
-  test dword [VIRTIO + STATUS], 8
+  mov eax, 1 << 5                                  ; VIRTIO_NET_F_MAC
+  call virtio_features
   jz no_device
   ; queue 0: receive, queue 1: transmit
   mov dword [VIRTIO + QUEUE_SEL], 0
@@ -60,9 +37,9 @@ _start:
   mov dword [VIRTIO + QUEUE_DRIVER], tx_avail
   mov dword [VIRTIO + QUEUE_DEVICE], tx_used
   mov dword [VIRTIO + QUEUE_READY], 1
-  mov dword [VIRTIO + STATUS], 15
+  mov dword [VIRTIO + STATUS], STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK
   ; our MAC from config space, into the frame's source field
-  mov esi, VIRTIO + CONFIG_MAC
+  mov esi, VIRTIO + CONFIG                         ; the MAC is the first 6 config bytes
   mov edi, frame + 6
   mov ecx, 6
   rep movsb

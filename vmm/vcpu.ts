@@ -146,6 +146,7 @@ export class Vcpu {
       const exit = vmenter(cpu, vmcs, left)
       this.instructions += cpu.instructions - before
       if (exit !== RunExit.VmExit) continue
+      this.reinjectInterruptedEvent()
       const action = dispatchExit(this.context)
       host.afterExit()
       switch (action._tag) {
@@ -161,6 +162,22 @@ export class Vcpu {
           return { used: elapsed(), next: "exited" }
       }
     }
+  }
+
+  /**
+   * An exit during event delivery (an EPT violation on the guest's stack or
+   * IDT, say) reports the event in the IDT-vectoring information; it was not
+   * delivered, so it goes back into the VM-entry interruption field for the
+   * next entry (SDM 3C 28.2.4, 27.6; KVM's vmx_complete_interrupts).
+   */
+  private reinjectInterruptedEvent(): void {
+    const exit = this.vmcs.exit
+    if ((exit.idtVectoringInfo & INTR_INFO_VALID) === 0) return
+    const entry = this.vmcs.entry
+    entry.interruptionInfo = exit.idtVectoringInfo >>> 0
+    entry.exceptionErrorCode = exit.idtVectoringErrorCode
+    entry.instructionLength = exit.instructionLength
+    exit.idtVectoringInfo = 0
   }
 
   /** Set up event injection (or the interrupt window) for the next entry; true if an event will be injected. */

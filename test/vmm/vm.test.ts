@@ -17,6 +17,7 @@ import { Worlds } from "../../kernel/sched/runtime.ts"
 import { vmExits } from "../../kernel/trace/metrics.ts"
 import { decodeVmConfig, defaultVmConfig } from "../../vmm/config.ts"
 import { planMultibootLoad } from "../../vmm/loader/multiboot.ts"
+import { addStandardDevices } from "../../vmm/platform/standard.ts"
 import { type BootPayload, createVm, type VirtualMachine } from "../../vmm/vm.ts"
 import { assemble } from "../hw/cpu/harness.ts"
 
@@ -305,6 +306,69 @@ spin:
       }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
     }
   )
+
+  it.effect("device interrupts also reach the I/O APIC: PIT ticks routed through it with the 8259A masked", () => {
+    const m = machine()
+    let out = ""
+    return Effect.gen(function* () {
+      const vm = yield* createVm(
+        defaultVmConfig("ioapic", "inline"),
+        flat32(`
+  lgdt [gdtr]                       ; a GDT for the gate's code selector 0x08
+  mov eax, on_tick                  ; an IDT gate for vector 0x40
+  mov [idt + 0x40 * 8], ax
+  mov word [idt + 0x40 * 8 + 2], 0x08
+  mov word [idt + 0x40 * 8 + 4], 0x8e00
+  shr eax, 16
+  mov [idt + 0x40 * 8 + 6], ax
+  lidt [idtr]
+  mov al, 0xff                      ; the 8259A pair fully masked
+  out 0x21, al
+  out 0xa1, al
+  mov dword [0xfee000f0], 0x1ff     ; local APIC software-enabled
+  mov dword [0xfec00000], 0x15      ; I/O APIC pin 2 (the PIT): destination APIC 0
+  mov dword [0xfec00010], 0
+  mov dword [0xfec00000], 0x14      ; vector 0x40, fixed, edge, unmasked
+  mov dword [0xfec00010], 0x40
+  mov al, 0x34                      ; PIT 1 kHz
+  out 0x43, al
+  mov ax, 1193
+  out 0x40, al
+  mov al, ah
+  out 0x40, al
+  sti
+wait_ticks:
+  hlt
+  cmp dword [ticks], 3
+  jb wait_ticks
+  cli
+  mov dx, 0x3f8
+  mov al, 'T'
+  out dx, al
+  xor al, al
+  out 0xf4, al
+  hlt
+on_tick:
+  inc dword [ticks]
+  mov dword [0xfee000b0], 0         ; local APIC EOI
+  iret
+align 8
+gdt: dq 0, 0x00cf9a000000ffff, 0x00cf92000000ffff
+gdtr: dw 3 * 8 - 1
+  dd gdt
+idtr: dw 256 * 8 - 1
+  dd idt
+ticks: dd 0
+align 8
+idt: times 256 * 8 db 0`),
+        { console: (b) => (out += String.fromCharCode(b)) }
+      )
+      addStandardDevices(vm)
+      yield* (yield* Worlds).runFor(20_000_000)
+      expect(out).toBe("T")
+      expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+    }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
+  })
 
   it.effect("a triple fault ends only its own VM", () => {
     const m = machine()

@@ -42,7 +42,7 @@ export class PcPlatform {
   private picLevel = false
 
   constructor(options: PcPlatformOptions) {
-    const irq = (line: number): IrqLine => ({ set: (level) => this.pic.setIrq(line, level) })
+    const irq = (line: number): IrqLine => ({ set: (level) => this.setIrq(line, level) })
     this.pic = new PicPair({
       intr: {
         set: (level) => {
@@ -73,6 +73,19 @@ export class PcPlatform {
       write: (offset: number, size: AccessSize, value: number) => lapics[this.currentVcpu]!.write(offset, size, value)
     }
     this.mmio.map(GUEST_LAPIC_BASE, 0x1000, window)
+  }
+
+  /** Where ISA interrupt lines go besides the PIC (the I/O APIC registers itself here). */
+  private readonly irqSinks: Array<(line: number, level: boolean) => void> = []
+
+  /** Drive ISA interrupt line `line` (0-15): the 8259A pair and every other sink (the I/O APIC). */
+  setIrq(line: number, level: boolean): void {
+    this.pic.setIrq(line, level)
+    for (const sink of this.irqSinks) sink(line, level)
+  }
+
+  addIrqSink(sink: (line: number, level: boolean) => void): void {
+    this.irqSinks.push(sink)
   }
 
   addPorts(base: number, length: number, device: BusDevice, timed?: TimedDevice): void {

@@ -17,7 +17,7 @@ import { DEBUG_EXIT_PORT, DEBUG_EXIT_PORTS, DEBUGCON_PORT, DEBUGCON_PORTS } from
 import { FwCfg } from "../devices/fw-cfg/fw-cfg.ts"
 import { FW_CFG_IO_BASE, FW_CFG_PORTS } from "../devices/fw-cfg/registers.ts"
 import { IoApic } from "../devices/ioapic/ioapic.ts"
-import { IOAPIC_BASE } from "../devices/ioapic/registers.ts"
+import { IOAPIC_BASE, isaIrqToPin } from "../devices/ioapic/registers.ts"
 import { I8042 } from "../devices/pc-misc/i8042.ts"
 import { PortA, PortB } from "../devices/pc-misc/system-control.ts"
 import { PciHost } from "../devices/pci-host/pci-host.ts"
@@ -39,7 +39,7 @@ export const addStandardDevices = (
   const reset = () => vm.reset()
   const rtc = new CmosRtc({
     clock: () => vm.now,
-    irq: { set: (level) => platform.pic.setIrq(8, level) },
+    irq: { set: (level) => platform.setIrq(8, level) },
     ramBytes: vm.guest.ramBytes,
     cpus: vm.config.vcpus
   })
@@ -68,6 +68,8 @@ export const addStandardDevices = (
     }
   })
   platform.addMmio(IOAPIC_BASE, 0x1000, ioapic)
+  // every ISA line also reaches the I/O APIC (IRQ 0 on pin 2, as QEMU's interrupt source override)
+  platform.addIrqSink((line, level) => ioapic.setIrq(isaIrqToPin(line), level))
   platform.addPorts(DEBUGCON_PORT, DEBUGCON_PORTS, new Debugcon({ sink: debugcon }))
   const debugExit = new DebugExit({ onExit: (value) => vm.end({ _tag: "DebugExit", code: value }) })
   platform.addPorts(DEBUG_EXIT_PORT, DEBUG_EXIT_PORTS, debugExit)

@@ -31,7 +31,7 @@ export const addVirtioDevices = (vm: VirtualMachine, attachments: VirtioAttachme
     const transport = new VirtioMmio({
       device,
       memory: vm.guest,
-      irq: { set: (level) => vm.platform.pic.setIrq(line, level) }
+      irq: { set: (level) => vm.platform.setIrq(line, level) }
     })
     vm.platform.addMmio(virtioMmioBase(n), VIRTIO_MMIO_SIZE, transport)
     transports.push(transport)

@@ -6,15 +6,19 @@
  * then prints a summary per VM. The exit status is 0 only when every guest
  * wrote 0 to the debug-exit port.
  */
-import { writeFileSync } from "node:fs"
-import { Effect } from "effect"
+import { existsSync, statSync, writeFileSync } from "node:fs"
+import { Effect, Schema } from "effect"
+import { openFileDisk } from "../../hw/backends/file-disk.ts"
 import { romDevice } from "../../hw/machine/buses.ts"
 import { decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
 import { Machine } from "../../hw/machine/machine.ts"
 import { Kernel } from "../../kernel/boot.ts"
+import { Datastore } from "../../kernel/datastore/service.ts"
 import { Worlds } from "../../kernel/sched/runtime.ts"
+import { VSwitch } from "../../kernel/vswitch/vswitch.ts"
 import { defaultVmConfig } from "../../vmm/config.ts"
 import { addStandardDevices } from "../../vmm/platform/standard.ts"
+import { addVirtioDevices, datastoreBlockStore } from "../../vmm/platform/virtio.ts"
 import { createVm, type VirtualMachine } from "../../vmm/vm.ts"
 import type { PlannedGuest } from "./images.ts"
 
@@ -25,6 +29,14 @@ export interface BootOptions {
   readonly seed: number
   readonly maxTimeNs: number
   readonly serialFile: string | undefined
+  /**
+   * Host file holding the host's datastore (created and formatted when
+   * missing or blank); each VM then gets a virtio-blk disk backed by the
+   * datastore file `<vm>.disk` (1 MiB, created on first use, kept after).
+   */
+  readonly diskFile: string | undefined
+  /** Give each VM a virtio-net NIC on port group "VM Network" of one vSwitch (MAC 52:54:00:00:00:<n>). */
+  readonly net: boolean
   /** Write a console line for a VM (the caller prefixes and colours it). */
   readonly printLine: (vm: string, index: number, line: string) => void
 }
@@ -60,71 +72,132 @@ const describeEnd = (vm: VirtualMachine): { result: string; success: boolean; ex
   }
 }
 
-export const bootGuests = (guests: ReadonlyArray<PlannedGuest>, options: BootOptions) =>
+/** The host's datastore disk under --disk: 64 MiB, room for 60-odd 1 MiB VM disks. */
+const DATASTORE_MIB = 64
+const VM_DISK_SECTORS = 2048
+
+/** The host could not be brought up from the user's input (a --disk file the host refused). */
+export class BootHostError extends Schema.TaggedError<BootHostError>()("BootHostError", { message: Schema.String }) {}
+
+const macFor = (index: number): ReadonlyArray<number> => [0x52, 0x54, 0, 0, (index >> 8) & 0xff, (index + 1) & 0xff]
+
+/**
+ * Open the --disk file: a new or empty file becomes a fresh datastore; an
+ * existing file of another size is refused before anything touches it (a
+ * datastore file is always exactly DATASTORE_MIB).
+ */
+const openDatastoreFile = (path: string) => {
+  const bytes = DATASTORE_MIB * 1024 * 1024
+  const stat = existsSync(path) ? statSync(path) : undefined
+  if (stat !== undefined && !stat.isFile()) throw new Error("not a regular file")
+  const size = stat?.size ?? 0
+  if (size !== 0 && size !== bytes)
+    throw new Error(`holds ${size} bytes, not a ${DATASTORE_MIB} MiB fibervisor datastore; leaving it untouched`)
+  return openFileDisk(path, bytes)
+}
+
+/** The VM's virtio-blk store: datastore file `<vm>.disk`, created zero-filled on first use. */
+const vmDisk = (vm: string) =>
   Effect.gen(function* () {
-    const ramMiB = Math.min(3584, 64 + guests.length * (options.memoryMiB + 2))
-    const hostConfig = yield* decodeMachineConfig(
-      "boot host",
-      JSON.stringify({
-        ...defaultMachineConfig,
-        pcpus: options.pcpus,
-        ramMiB,
-        seed: options.seed,
-        uart: { backend: "none" }
-      })
+    const datastore = yield* Datastore
+    const name = `${vm}.disk`
+    const file = yield* datastore.open(name).pipe(
+      Effect.catchTag("DatastoreNotFoundError", () =>
+        datastore.create(name, VM_DISK_SECTORS).pipe(Effect.andThen(datastore.open(name)))
+      ),
+      Effect.mapError((e) => new BootHostError({ message: `datastore file ${name}: ${e.message}` }))
     )
-    const machine = new Machine(hostConfig)
-    const serial: Array<number> = []
-    const wall = performance.now()
-    const summaries = yield* Effect.gen(function* () {
-      const vms: Array<VirtualMachine> = []
-      for (const [index, guest] of guests.entries()) {
-        let line = ""
-        const emit = (byte: number) => {
-          if (index === 0) serial.push(byte)
-          if (byte === 0x0a) {
-            options.printLine(guest.name, index, line.replace(/\r$/, ""))
-            line = ""
-          } else line += String.fromCharCode(byte)
-        }
-        const config = {
-          ...defaultVmConfig(guest.name, guest.path),
-          memoryMiB: options.memoryMiB,
-          vcpus: options.vcpus
-        }
-        const vm = yield* createVm(config, guest.payload, { console: emit })
-        addStandardDevices(vm, emit)
-        if (guest.rom !== undefined)
-          vm.platform.addMmio(2 ** 32 - guest.rom.length, guest.rom.length, romDevice("bios", guest.rom))
-        vm.onFlush = () => {
-          if (line.length > 0) options.printLine(guest.name, index, line)
-          line = ""
-        }
-        vms.push(vm)
-      }
-      const worlds = yield* Worlds
-      const slice = 10_000_000
-      for (let t = 0; t < options.maxTimeNs && vms.some((vm) => vm.ended === undefined); t += slice) {
-        yield* worlds.runFor(Math.min(slice, options.maxTimeNs - t))
-      }
-      const seconds = (performance.now() - wall) / 1000
-      return vms.map((vm, i): VmSummary => {
-        vm.onFlush()
-        const exits = Object.fromEntries(Object.entries(vm.counters).filter(([, n]) => n > 0))
-        return {
-          vm: vm.name,
-          image: guests[i]!.path,
-          ...describeEnd(vm),
-          simulatedMs: vm.now / 1e6,
-          instructions: vm.instructions,
-          mips: vm.instructions / 1e6 / Math.max(seconds, 1e-9),
-          exits
-        }
-      })
-    }).pipe(Effect.provide(Kernel.boot(machine)), Effect.scoped)
-    if (options.serialFile !== undefined) writeFileSync(options.serialFile, Uint8Array.from(serial))
-    return summaries
+    return datastoreBlockStore(file, datastore.flush)
   })
+
+export const bootGuests = (guests: ReadonlyArray<PlannedGuest>, options: BootOptions) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const ramMiB = Math.min(3584, 64 + guests.length * (options.memoryMiB + 2))
+      const hostConfig = yield* decodeMachineConfig(
+        "boot host",
+        JSON.stringify({
+          ...defaultMachineConfig,
+          pcpus: options.pcpus,
+          ramMiB,
+          seed: options.seed,
+          uart: { backend: "none" },
+          block: options.diskFile === undefined ? null : { path: options.diskFile, sizeMiB: DATASTORE_MIB }
+        })
+      )
+      const diskBackend =
+        options.diskFile === undefined
+          ? {}
+          : {
+              disk: yield* Effect.acquireRelease(
+                Effect.try({
+                  try: () => openDatastoreFile(options.diskFile!),
+                  catch: (error) =>
+                    new BootHostError({
+                      message: `--disk ${options.diskFile}: ${error instanceof Error ? error.message : String(error)}`
+                    })
+                }),
+                (disk) => Effect.sync(() => disk.close())
+              )
+            }
+      const machine = new Machine(hostConfig, diskBackend)
+      const serial: Array<number> = []
+      const wall = performance.now()
+      const vswitch = new VSwitch({ name: "vSwitch0" })
+      const summaries = yield* Effect.gen(function* () {
+        const vms: Array<VirtualMachine> = []
+        for (const [index, guest] of guests.entries()) {
+          let line = ""
+          const emit = (byte: number) => {
+            if (index === 0) serial.push(byte)
+            if (byte === 0x0a) {
+              options.printLine(guest.name, index, line.replace(/\r$/, ""))
+              line = ""
+            } else line += String.fromCharCode(byte)
+          }
+          const config = {
+            ...defaultVmConfig(guest.name, guest.path),
+            memoryMiB: options.memoryMiB,
+            vcpus: options.vcpus
+          }
+          const vm = yield* createVm(config, guest.payload, { console: emit })
+          addStandardDevices(vm, emit)
+          addVirtioDevices(vm, {
+            disks: options.diskFile === undefined ? [] : [yield* vmDisk(guest.name)],
+            nics: options.net ? [{ port: vswitch.attach("VM Network", guest.name).port, mac: macFor(index) }] : []
+          })
+          if (guest.rom !== undefined)
+            vm.platform.addMmio(2 ** 32 - guest.rom.length, guest.rom.length, romDevice("bios", guest.rom))
+          vm.onFlush = () => {
+            if (line.length > 0) options.printLine(guest.name, index, line)
+            line = ""
+          }
+          vms.push(vm)
+        }
+        const worlds = yield* Worlds
+        const slice = 10_000_000
+        for (let t = 0; t < options.maxTimeNs && vms.some((vm) => vm.ended === undefined); t += slice) {
+          yield* worlds.runFor(Math.min(slice, options.maxTimeNs - t))
+        }
+        const seconds = (performance.now() - wall) / 1000
+        return vms.map((vm, i): VmSummary => {
+          vm.onFlush()
+          const exits = Object.fromEntries(Object.entries(vm.counters).filter(([, n]) => n > 0))
+          return {
+            vm: vm.name,
+            image: guests[i]!.path,
+            ...describeEnd(vm),
+            simulatedMs: vm.now / 1e6,
+            instructions: vm.instructions,
+            mips: vm.instructions / 1e6 / Math.max(seconds, 1e-9),
+            exits
+          }
+        })
+      }).pipe(Effect.provide(Kernel.boot(machine)))
+      if (options.serialFile !== undefined) writeFileSync(options.serialFile, Uint8Array.from(serial))
+      return summaries
+    })
+  )
 
 export const formatSummary = (rows: ReadonlyArray<VmSummary>): string => {
   const header = ["VM", "result", "sim ms", "instructions", "MIPS", "exits"]

@@ -38,6 +38,18 @@ const serial = Flag.String("serial").pipe(
   Flag.withDescription("Write the first VM's raw COM1 bytes to FILE"),
   Flag.optional
 )
+const disk = Flag.String("disk").pipe(
+  Flag.withDescription(
+    "Host FILE holding the host's datastore (64 MiB, formatted when new); each VM gets a virtio-blk disk, datastore file <vm>.disk, kept across runs"
+  ),
+  Flag.optional
+)
+const net = Flag.Boolean("net").pipe(
+  Flag.withDescription(
+    "Give each VM a virtio-net NIC on one vSwitch port group (MAC 52:54:00:00:00:<n>); with --disk too, the disk is virtio device 0 and the NIC device 1"
+  ),
+  Flag.withDefault(false)
+)
 const json = Flag.Boolean("json").pipe(Flag.withDescription("Print the summary as JSON"), Flag.withDefault(false))
 
 const parseSize = (text: string): number | undefined => {
@@ -58,7 +70,7 @@ const colors = [36, 33, 35, 32, 34, 31]
 
 export const boot = Command.make(
   "boot",
-  { images, mode, mem, vcpus, pcpus, seed, maxTime, cmdline, bios, serial, json },
+  { images, mode, mem, vcpus, pcpus, seed, maxTime, cmdline, bios, serial, disk, net, json },
   (o) =>
     Effect.gen(function* () {
       const problems: Array<string> = []
@@ -97,6 +109,8 @@ export const boot = Command.make(
         seed: o.seed,
         maxTimeNs: maxTimeNs!,
         serialFile: Option.getOrUndefined(o.serial),
+        diskFile: Option.getOrUndefined(o.disk),
+        net: o.net,
         printLine: (vm, index, line) => {
           if (o.json) return
           const prefix = vm.padEnd(width)
@@ -107,5 +121,11 @@ export const boot = Command.make(
       })
       yield* Console.log(o.json ? JSON.stringify({ vms: summaries }, null, 2) : `\n${formatSummary(summaries)}`)
       if (!summaries.every((s) => s.success)) process.exitCode = 1
-    }).pipe(Effect.catchTag("MachineConfigError", (e) => failWithMessage(`fibervisor boot: ${e.message}`)))
+    }).pipe(
+      Effect.catchTags({
+        MachineConfigError: (e) => failWithMessage(`fibervisor boot: ${e.message}`),
+        BootHostError: (e) => failWithMessage(`fibervisor boot: ${e.message}`),
+        KernelBootError: (e) => failWithMessage(`fibervisor boot: the host did not boot: ${e.message}`)
+      })
+    )
 ).pipe(Command.withDescription("Boot Multiboot guest images in VMs on one simulated host and report how each ended"))

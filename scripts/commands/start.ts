@@ -64,6 +64,8 @@ export const start = Command.make("start", { config }, ({ config }) =>
       seed: host.seed,
       maxTimeNs: 10_000_000_000,
       serialFile: undefined,
+      diskFile: undefined,
+      net: false,
       printLine: (vm, _index, line) => process.stdout.write(`${vm.padEnd(width)} | ${line}\n`)
     })
     yield* Console.log(`\n${formatSummary(summaries)}`)

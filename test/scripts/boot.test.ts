@@ -2,10 +2,13 @@
  * `fibervisor boot` as a user runs it (issue 7 Must show): the hello image
  * prints its greeting and the command exits 0; a guest that exits with a
  * failure code makes it exit non-zero; bad input is refused with every
- * problem listed and exit status 2, nothing started.
+ * problem listed and exit status 2, nothing started. Also the flags that
+ * attach things: --bios (a raw ROM at the reset vector), --disk (the host's
+ * datastore in a host file; each VM's virtio-blk disk lives on it across
+ * runs) and --net (every VM's virtio-net NIC on one vSwitch port group).
  */
 import { execFileSync, spawnSync } from "node:child_process"
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -57,6 +60,45 @@ msg: db "exiting with ${code}", 10, 0
   return elf
 }
 
+/**
+ * A 64 KiB BIOS ROM (nasm -f bin): the reset vector at FFF0 far-jumps to
+ * F000:0000, which prints "rom: real mode at F000" on COM1 and writes 0 to
+ * the debug-exit port.
+ */
+const romImage = (): string => {
+  const dir = mkdtempSync(join(tmpdir(), "fibervisor-rom-"))
+  const asm = join(dir, "rom.asm")
+  writeFileSync(
+    asm,
+    `bits 16
+org 0
+start:
+  mov ax, cs
+  mov ds, ax
+  mov si, msg
+  mov dx, 0x3f8
+.next:
+  lodsb
+  test al, al
+  jz .done
+  out dx, al
+  jmp .next
+.done:
+  mov dx, 0xf4
+  xor al, al
+  out dx, al
+  hlt
+msg: db "rom: real mode at F000", 10, 0
+times 0xfff0 - ($ - $$) db 0
+  jmp 0xf000:start
+times 0x10000 - ($ - $$) db 0
+`
+  )
+  const rom = join(dir, "rom.bin")
+  execFileSync("nasm", ["-f", "bin", "-o", rom, asm])
+  return rom
+}
+
 describe("fibervisor boot", () => {
   it("boots images/hello/hello.elf: prints the greeting, exits 0", () => {
     const r = fibervisor("boot", hello)
@@ -87,5 +129,47 @@ describe("fibervisor boot", () => {
     expect(r.stderr).toContain("no-such-image.elf: no such file")
     expect(r.stderr).toContain("package.json: not-multiboot")
     expect(r.stdout).toBe("")
+  })
+
+  it("--bios starts a raw ROM at the reset vector F000:FFF0", () => {
+    const r = fibervisor("boot", "--bios", romImage())
+    expect(r.stdout).toContain("rom | rom: real mode at F000")
+    expect(r.stdout).toMatch(/rom\s+success/)
+    expect(r.status).toBe(0)
+  })
+
+  it("--disk: each VM's virtio-blk disk lives in the datastore file and survives to the next run", () => {
+    const disk = join(mkdtempSync(join(tmpdir(), "fibervisor-disk-")), "datastore.img")
+    const blk = join(root, "images/blk/blk.elf")
+    const first = fibervisor("boot", blk, blk, "--disk", disk)
+    expect(first.stdout).toContain("blk   | blk: boot 1, sector 0 written and read back")
+    expect(first.stdout).toContain("blk-2 | blk: boot 1, sector 0 written and read back")
+    expect(first.status).toBe(0)
+    const second = fibervisor("boot", blk, blk, "--disk", disk)
+    expect(second.stdout).toContain("blk   | blk: boot 2, sector 0 written and read back")
+    expect(second.stdout).toContain("blk-2 | blk: boot 2, sector 0 written and read back")
+    expect(second.status).toBe(0)
+    // the datastore's superblock is at sector 0 of the host file
+    expect(readFileSync(disk).subarray(0, 8).toString("latin1")).toBe("FVDSTORE")
+  })
+
+  it("--disk refuses a file that is not a datastore and leaves it untouched", () => {
+    const junk = join(mkdtempSync(join(tmpdir(), "fibervisor-disk-")), "photo.jpg")
+    const bytes = Uint8Array.from({ length: 4096 }, (_, i) => (i * 37 + 11) & 0xff)
+    writeFileSync(junk, bytes)
+    const r = fibervisor("boot", hello, "--disk", junk)
+    expect(r.status).toBe(2)
+    expect(r.stderr).toContain("not a 64 MiB fibervisor datastore")
+    expect(r.stdout).toBe("")
+    expect(statSync(junk).size).toBe(4096)
+    expect(new Uint8Array(readFileSync(junk))).toEqual(bytes)
+  })
+
+  it("--net: two VMs on one vSwitch port group hear each other", () => {
+    const net = join(root, "images/net/net.elf")
+    const r = fibervisor("boot", net, net, "--net")
+    expect(r.stdout).toContain("net   | net: 52:54:00:00:00:01 heard 52:54:00:00:00:02")
+    expect(r.stdout).toContain("net-2 | net: 52:54:00:00:00:02 heard 52:54:00:00:00:01")
+    expect(r.status).toBe(0)
   })
 })

@@ -48,6 +48,8 @@ export interface VcpuHost {
   readonly wakeAt: (vcpu: number, at: number) => void
   /** Called after every handled exit (IPIs between vCPUs). */
   readonly afterExit: () => void
+  /** Called on every VM exit before it is handled, with the exit fields still as the CPU left them (tracing). */
+  readonly observeExit: (vcpu: number, vmcs: Vmcs) => void
 }
 
 const PREEMPTION_RATE = 5
@@ -146,6 +148,7 @@ export class Vcpu {
       const exit = vmenter(cpu, vmcs, left)
       this.instructions += cpu.instructions - before
       if (exit !== RunExit.VmExit) continue
+      host.observeExit(this.index, vmcs)
       this.reinjectInterruptedEvent()
       const action = dispatchExit(this.context)
       host.afterExit()

@@ -13,7 +13,7 @@
  */
 import { Effect, Metric, type Scope } from "effect"
 import type { CpuState } from "../hw/cpu/state.ts"
-import { newVmcs, PinControls, Proc2Controls, ProcControls } from "../hw/cpu/vmx/vmcs.ts"
+import { newVmcs, PinControls, Proc2Controls, ProcControls, type Vmcs } from "../hw/cpu/vmx/vmcs.ts"
 import type { BusDevice } from "../hw/machine/device.ts"
 import { KernelHost } from "../kernel/boot.ts"
 import { MachineMemory } from "../kernel/memory/service.ts"
@@ -105,6 +105,13 @@ export class VirtualMachine {
       }
     })
   }
+
+  /**
+   * Observer of every VM exit (vCPU index, its VMCS before the exit is
+   * handled): `fibervisor boot --trace` prints from here. Keep it cheap; it
+   * runs inside the vCPU's quantum.
+   */
+  onExit: ((vcpu: number, vmcs: Vmcs) => void) | undefined = undefined
 
   /** Set by createVm: the boot payload, to reload on reset. */
   payload: BootPayload | undefined
@@ -270,7 +277,8 @@ export const createVm = (
         paused: () => machineVm.state === "paused",
         end: (end) => machineVm.end(end),
         wakeAt: (index, at) => worlds.timerAtUnsafe(at, () => worlds.wakeUnsafe(machineVm.worlds[index]!)),
-        afterExit: () => machineVm.afterExit()
+        afterExit: () => machineVm.afterExit(),
+        observeExit: (index, exited) => machineVm.onExit?.(index, exited)
       })
       if (i > 0) vcpu.init() // application processors wait for INIT/SIPI
       machineVm.vcpus.push(vcpu)

@@ -9,6 +9,8 @@
 import { existsSync, statSync, writeFileSync } from "node:fs"
 import { Effect, Schema } from "effect"
 import { openFileDisk } from "../../hw/backends/file-disk.ts"
+import { ExitReason, exitReasonName } from "../../hw/cpu/vmx/exit-reasons.ts"
+import type { Vmcs } from "../../hw/cpu/vmx/vmcs.ts"
 import { romDevice } from "../../hw/machine/buses.ts"
 import { decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
 import { Machine } from "../../hw/machine/machine.ts"
@@ -37,6 +39,10 @@ export interface BootOptions {
   readonly diskFile: string | undefined
   /** Give each VM a virtio-net NIC on port group "VM Network" of one vSwitch (MAC 52:54:00:00:00:<n>). */
   readonly net: boolean
+  /** Write one line per VM exit (virtual time, vCPU, reason, guest EIP, qualification) through this, when set. */
+  readonly traceLine: ((line: string) => void) | undefined
+  /** After each 10 ms slice of virtual time: how far the run is and how many VMs still run. */
+  readonly progress?: ((simulatedNs: number, running: number) => void) | undefined
   /** Write a console line for a VM (the caller prefixes and colours it). */
   readonly printLine: (vm: string, index: number, line: string) => void
 }
@@ -94,6 +100,19 @@ const openDatastoreFile = (path: string) => {
   if (size !== 0 && size !== bytes)
     throw new Error(`holds ${size} bytes, not a ${DATASTORE_MIB} MiB fibervisor datastore; leaving it untouched`)
   return openFileDisk(path, bytes)
+}
+
+const hex = (n: number, digits = 8) => `0x${(n >>> 0).toString(16).padStart(digits, "0")}`
+
+/** One --trace line: when (virtual ms), which VM and vCPU, why (SDM 3C appendix C), where, and the exit's details. */
+const describeExit = (vm: VirtualMachine, vcpu: number, vmcs: Vmcs): string => {
+  const exit = vmcs.exit
+  const details = [`qual=${hex(exit.qualification)}`]
+  const base = exit.reason & 0xffff
+  if (base === ExitReason.EptViolation || base === ExitReason.EptMisconfig)
+    details.push(`gpa=${hex(exit.guestPhysicalAddress)}`)
+  if ((exit.interruptionInfo & 0x80000000) !== 0) details.push(`intr=${hex(exit.interruptionInfo)}`)
+  return `${(vm.now / 1e6).toFixed(6)} ms  ${vm.name} vcpu${vcpu}  ${exitReasonName(exit.reason)}  eip=${hex(vmcs.guest.regs.eip)}  ${details.join(" ")}`
 }
 
 /** The VM's virtio-blk store: datastore file `<vm>.disk`, created zero-filled on first use. */
@@ -168,6 +187,8 @@ export const bootGuests = (guests: ReadonlyArray<PlannedGuest>, options: BootOpt
           })
           if (guest.rom !== undefined)
             vm.platform.addMmio(2 ** 32 - guest.rom.length, guest.rom.length, romDevice("bios", guest.rom))
+          const traceLine = options.traceLine
+          if (traceLine !== undefined) vm.onExit = (vcpu, vmcs) => traceLine(describeExit(vm, vcpu, vmcs))
           vm.onFlush = () => {
             if (line.length > 0) options.printLine(guest.name, index, line)
             line = ""
@@ -178,6 +199,7 @@ export const bootGuests = (guests: ReadonlyArray<PlannedGuest>, options: BootOpt
         const slice = 10_000_000
         for (let t = 0; t < options.maxTimeNs && vms.some((vm) => vm.ended === undefined); t += slice) {
           yield* worlds.runFor(Math.min(slice, options.maxTimeNs - t))
+          options.progress?.(Math.min(t + slice, options.maxTimeNs), vms.filter((vm) => vm.ended === undefined).length)
         }
         const seconds = (performance.now() - wall) / 1000
         return vms.map((vm, i): VmSummary => {

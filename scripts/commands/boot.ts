@@ -50,6 +50,10 @@ const net = Flag.Boolean("net").pipe(
   ),
   Flag.withDefault(false)
 )
+const trace = Flag.Boolean("trace").pipe(
+  Flag.withDescription("Print every VM exit on stderr: virtual time, VM, vCPU, reason, guest EIP, qualification"),
+  Flag.withDefault(false)
+)
 const json = Flag.Boolean("json").pipe(Flag.withDescription("Print the summary as JSON"), Flag.withDefault(false))
 
 const parseSize = (text: string): number | undefined => {
@@ -70,7 +74,7 @@ const colors = [36, 33, 35, 32, 34, 31]
 
 export const boot = Command.make(
   "boot",
-  { images, mode, mem, vcpus, pcpus, seed, maxTime, cmdline, bios, serial, disk, net, json },
+  { images, mode, mem, vcpus, pcpus, seed, maxTime, cmdline, bios, serial, disk, net, trace, json },
   (o) =>
     Effect.gen(function* () {
       const problems: Array<string> = []
@@ -102,6 +106,20 @@ export const boot = Command.make(
         return yield* failWithMessage(`fibervisor boot: nothing started:\n  ${problems.join("\n  ")}`)
       const tty = process.stdout.isTTY === true
       const width = Math.max(...guests.map((g) => g.name.length))
+      // on a terminal, a long run shows how far it is (on stderr, at most twice a second, erased at the end)
+      let lastProgress = performance.now()
+      let progressShown = false
+      const progress =
+        process.stderr.isTTY === true && !o.json
+          ? (simulatedNs: number, running: number) => {
+              if (performance.now() - lastProgress < 500) return
+              lastProgress = performance.now()
+              progressShown = true
+              process.stderr.write(
+                `\r\x1b[K${(simulatedNs / 1e6).toFixed(0)} ms of ${o.maxTime} simulated, ${running}/${guests.length} VMs running`
+              )
+            }
+          : undefined
       const summaries = yield* bootGuests(guests, {
         memoryMiB: memoryMiB!,
         vcpus: o.vcpus,
@@ -111,6 +129,8 @@ export const boot = Command.make(
         serialFile: Option.getOrUndefined(o.serial),
         diskFile: Option.getOrUndefined(o.disk),
         net: o.net,
+        progress,
+        traceLine: o.trace ? (line) => process.stderr.write(`trace | ${line}\n`) : undefined,
         printLine: (vm, index, line) => {
           if (o.json) return
           const prefix = vm.padEnd(width)
@@ -119,6 +139,7 @@ export const boot = Command.make(
           )
         }
       })
+      if (progressShown) process.stderr.write("\r\x1b[K")
       yield* Console.log(o.json ? JSON.stringify({ vms: summaries }, null, 2) : `\n${formatSummary(summaries)}`)
       if (!summaries.every((s) => s.success)) process.exitCode = 1
     }).pipe(

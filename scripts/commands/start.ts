@@ -66,6 +66,7 @@ export const start = Command.make("start", { config }, ({ config }) =>
       serialFile: undefined,
       diskFile: undefined,
       net: false,
+      traceLine: undefined,
       printLine: (vm, _index, line) => process.stdout.write(`${vm.padEnd(width)} | ${line}\n`)
     })
     yield* Console.log(`\n${formatSummary(summaries)}`)

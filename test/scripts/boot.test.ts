@@ -172,4 +172,18 @@ describe("fibervisor boot", () => {
     expect(r.stdout).toContain("net-2 | net: 52:54:00:00:00:02 heard 52:54:00:00:00:01")
     expect(r.status).toBe(0)
   })
+
+  it("--trace prints one line per VM exit on stderr, agreeing with the summary's exit counts", () => {
+    const timer = join(root, "images/timer/timer.elf")
+    const r = fibervisor("boot", timer, "--trace", "--json")
+    expect(r.status).toBe(0)
+    const summary = JSON.parse(r.stdout) as { vms: Array<{ exits: Record<string, number> }> }
+    const counted = Object.values(summary.vms[0]!.exits).reduce((a, b) => a + b, 0)
+    const lines = r.stderr.split("\n").filter((l) => l.startsWith("trace | "))
+    expect(lines.length).toBe(counted)
+    expect(lines.filter((l) => / timer vcpu0 {2}Hlt {2}eip=0x[0-9a-f]{8}/.test(l)).length).toBe(
+      summary.vms[0]!.exits.exit_hlt
+    )
+    expect(lines[0]).toMatch(/^trace \| 0\.\d{6} ms {2}timer vcpu0 {2}\w+ {2}eip=0x[0-9a-f]{8} {2}qual=0x[0-9a-f]{8}/)
+  })
 })

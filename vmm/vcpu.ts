@@ -139,7 +139,10 @@ export class Vcpu {
       }
       const left = budgetCycles - (cpu.cycles - startCycles)
       if (left <= 0) return { used: budget, next: "runnable" }
-      vmcs.controls.preemptionTimer = Math.max(1, Math.floor(left / 2 ** PREEMPTION_RATE))
+      // the timer also stops the guest at the next device deadline (a PIT or LAPIC tick), so a
+      // compute-bound guest gets its timer interrupts on time, not only at the end of the quantum
+      const untilDevice = Number.isFinite(deadline) ? host.cyclesOf(Math.max(0, deadline - now)) : left
+      vmcs.controls.preemptionTimer = Math.max(1, Math.floor(Math.min(left, untilDevice) / 2 ** PREEMPTION_RATE))
       // the guest's TSC follows the VM's clock, whichever pCPU it runs on (TSC offsetting, SDM 3C 26.3)
       const guestTsc = host.cyclesOf(now)
       vmcs.controls.tscOffset = guestTsc - cpu.cycles

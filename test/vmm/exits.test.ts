@@ -91,11 +91,11 @@ describe("exit dispatcher (fabricated exits)", () => {
     expect(r.ctx.vmcs.guest.regs.eip).toBe(0x7c11)
   })
 
-  it("CPUID and MSR accesses are emulated; preemption timer and external interrupts yield; the window resumes", () => {
+  it("CPUID and MSR accesses are emulated; an external interrupt yields; the preemption timer and the window resume", () => {
     expect(fabricate(ExitReason.Cpuid).ctx.counters.exit_cpuid).toBe(1)
     expect(fabricate(ExitReason.Rdmsr).ctx.counters.exit_msr_read).toBe(1)
     expect(fabricate(ExitReason.Wrmsr).ctx.counters.exit_msr_write).toBe(1)
-    expect(fabricate(ExitReason.PreemptionTimer).action._tag).toBe("Yield")
+    expect(fabricate(ExitReason.PreemptionTimer).action._tag).toBe("Resume")
     expect(fabricate(ExitReason.ExternalInterrupt).action._tag).toBe("Yield")
     expect(fabricate(ExitReason.InterruptWindow).action._tag).toBe("Resume")
   })

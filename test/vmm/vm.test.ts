@@ -109,6 +109,61 @@ ap_sleep:
 tramp_end:
 `
 
+/**
+ * Flat 32-bit code that routes the PIT through the I/O APIC (8259A masked) to
+ * vector 0x40, waits (with `waitInstruction`) until `ticks` ticks have
+ * arrived, writes "T" and exits 0.
+ */
+const pitTicksThroughIoApic = (divisor: number, ticks: number, waitInstruction: "hlt" | "pause") =>
+  flat32(`
+  lgdt [gdtr]                       ; a GDT for the gate's code selector 0x08
+  mov eax, on_tick                  ; an IDT gate for vector 0x40
+  mov [idt + 0x40 * 8], ax
+  mov word [idt + 0x40 * 8 + 2], 0x08
+  mov word [idt + 0x40 * 8 + 4], 0x8e00
+  shr eax, 16
+  mov [idt + 0x40 * 8 + 6], ax
+  lidt [idtr]
+  mov al, 0xff                      ; the 8259A pair fully masked
+  out 0x21, al
+  out 0xa1, al
+  mov dword [0xfee000f0], 0x1ff     ; local APIC software-enabled
+  mov dword [0xfec00000], 0x15      ; I/O APIC pin 2 (the PIT): destination APIC 0
+  mov dword [0xfec00010], 0
+  mov dword [0xfec00000], 0x14      ; vector 0x40, fixed, edge, unmasked
+  mov dword [0xfec00010], 0x40
+  mov al, 0x34                      ; PIT rate generator at 1193182 Hz / divisor
+  out 0x43, al
+  mov ax, ${divisor}
+  out 0x40, al
+  mov al, ah
+  out 0x40, al
+  sti
+wait_ticks:
+  ${waitInstruction}
+  cmp dword [ticks], ${ticks}
+  jb wait_ticks
+  cli
+  mov dx, 0x3f8
+  mov al, 'T'
+  out dx, al
+  xor al, al
+  out 0xf4, al
+  hlt
+on_tick:
+  inc dword [ticks]
+  mov dword [0xfee000b0], 0         ; local APIC EOI
+  iret
+align 8
+gdt: dq 0, 0x00cf9a000000ffff, 0x00cf92000000ffff
+gdtr: dw 3 * 8 - 1
+  dd gdt
+idtr: dw 256 * 8 - 1
+  dd idt
+ticks: dd 0
+align 8
+idt: times 256 * 8 db 0`)
+
 describe("virtual machines (hw mode)", () => {
   it.effect("a real-mode guest prints on COM1 and exits through the debug port", () => {
     const m = machine()
@@ -311,62 +366,33 @@ spin:
     const m = machine()
     let out = ""
     return Effect.gen(function* () {
-      const vm = yield* createVm(
-        defaultVmConfig("ioapic", "inline"),
-        flat32(`
-  lgdt [gdtr]                       ; a GDT for the gate's code selector 0x08
-  mov eax, on_tick                  ; an IDT gate for vector 0x40
-  mov [idt + 0x40 * 8], ax
-  mov word [idt + 0x40 * 8 + 2], 0x08
-  mov word [idt + 0x40 * 8 + 4], 0x8e00
-  shr eax, 16
-  mov [idt + 0x40 * 8 + 6], ax
-  lidt [idtr]
-  mov al, 0xff                      ; the 8259A pair fully masked
-  out 0x21, al
-  out 0xa1, al
-  mov dword [0xfee000f0], 0x1ff     ; local APIC software-enabled
-  mov dword [0xfec00000], 0x15      ; I/O APIC pin 2 (the PIT): destination APIC 0
-  mov dword [0xfec00010], 0
-  mov dword [0xfec00000], 0x14      ; vector 0x40, fixed, edge, unmasked
-  mov dword [0xfec00010], 0x40
-  mov al, 0x34                      ; PIT 1 kHz
-  out 0x43, al
-  mov ax, 1193
-  out 0x40, al
-  mov al, ah
-  out 0x40, al
-  sti
-wait_ticks:
-  hlt
-  cmp dword [ticks], 3
-  jb wait_ticks
-  cli
-  mov dx, 0x3f8
-  mov al, 'T'
-  out dx, al
-  xor al, al
-  out 0xf4, al
-  hlt
-on_tick:
-  inc dword [ticks]
-  mov dword [0xfee000b0], 0         ; local APIC EOI
-  iret
-align 8
-gdt: dq 0, 0x00cf9a000000ffff, 0x00cf92000000ffff
-gdtr: dw 3 * 8 - 1
-  dd gdt
-idtr: dw 256 * 8 - 1
-  dd idt
-ticks: dd 0
-align 8
-idt: times 256 * 8 db 0`),
-        { console: (b) => (out += String.fromCharCode(b)) }
-      )
+      const vm = yield* createVm(defaultVmConfig("ioapic", "inline"), pitTicksThroughIoApic(1193, 3, "hlt"), {
+        console: (b) => (out += String.fromCharCode(b))
+      })
       addStandardDevices(vm)
       yield* (yield* Worlds).runFor(20_000_000)
       expect(out).toBe("T")
       expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+    }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
+  })
+
+  it.effect("a compute-bound guest gets its 10 kHz PIT ticks on time, not once per scheduler quantum", () => {
+    const m = machine()
+    let out = ""
+    return Effect.gen(function* () {
+      // divisor 119: a tick every 99.7 us; the guest never halts, so only the preemption timer,
+      // armed for the next device deadline, stops it for the tick (SDM 3C 26.5.1)
+      const vm = yield* createVm(defaultVmConfig("busy", "inline"), pitTicksThroughIoApic(119, 20, "pause"), {
+        console: (b) => (out += String.fromCharCode(b))
+      })
+      addStandardDevices(vm)
+      yield* (yield* Worlds).runFor(50_000_000)
+      expect(out).toBe("T")
+      expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+      // 20 ticks take 19-20 periods (1.89-1.99 ms: programming the counter may itself raise OUT0, an
+      // edge); were ticks delivered only at 1 ms quantum boundaries it would take ~20 ms
+      expect(vm.now).toBeGreaterThan(1_850_000)
+      expect(vm.now).toBeLessThan(2_200_000)
     }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
   })
 

@@ -22,7 +22,8 @@ export const defaultGuests = [
   "images/hello/hello.elf",
   "images/timer/timer.elf",
   "images/smp/smp.elf",
-  "images/cpu-selftest/cpu-selftest.elf"
+  "images/cpu-selftest/cpu-selftest.elf",
+  "images/minios/minios.elf"
 ]
 
 import { failWithMessage } from "./user-error.ts"

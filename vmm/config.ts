@@ -6,7 +6,8 @@
  * command line, or a firmware ROM with QEMU `-bios` semantics), its disks
  * (datastore files) and NICs (vSwitch port groups).
  *
- * Modes other than `hw` are part of the schema (the vCPU loop takes a
+ * Unknown keys are errors (a misspelt "memoryMB" must not silently mean the
+ * default). Modes other than `hw` are part of the schema (the vCPU loop takes a
  * pluggable execution engine) but refused until their engines exist.
  */
 import { Effect, Schema } from "effect"
@@ -55,7 +56,7 @@ export class VmConfigError extends Schema.TaggedError<VmConfigError>()("VmConfig
 
 /** Decode a VM config (JSON text), listing every problem, including modes that are not built yet. */
 export const decodeVmConfig = (source: string, text: string) =>
-  Schema.decodeUnknownEffect(Schema.fromJsonString(VmConfig))(text, { errors: "all" }).pipe(
+  Schema.decodeUnknownEffect(Schema.fromJsonString(VmConfig))(text, { errors: "all", onExcessProperty: "error" }).pipe(
     Effect.mapError((e) => new VmConfigError({ source, message: e.message })),
     Effect.flatMap((config) =>
       availableModes.includes(config.mode)

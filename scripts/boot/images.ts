@@ -1,13 +1,14 @@
 /**
  * Reading what the user asked to boot, before anything starts: every image
  * file is read and planned (Multiboot ELF32 / a.out kludge via the loader,
- * or a raw `--bios` ROM of 64 or 128 KiB), and every problem is collected so
- * one message lists them all. Nothing is started when anything is wrong.
+ * a VM config file naming a kernel or ROM, or a raw `--bios` ROM of 64 or
+ * 128 KiB), and every problem is collected so one message lists them all. Nothing is started when anything is wrong.
  */
 import { readFileSync, statSync } from "node:fs"
-import { basename } from "node:path"
+import { basename, dirname, resolve } from "node:path"
 import { Effect } from "effect"
 import { resetGuestRegisters } from "../../hw/cpu/vmx/vmcs.ts"
+import { decodeVmConfig, defaultVmConfig, type VmConfig } from "../../vmm/config.ts"
 import { planMultibootLoad } from "../../vmm/loader/multiboot.ts"
 import type { BootPayload } from "../../vmm/vm.ts"
 
@@ -17,6 +18,8 @@ export interface PlannedGuest {
   readonly payload: BootPayload
   /** A ROM to map at 4 GiB - size (QEMU -bios), besides its copy below 1 MiB. */
   readonly rom?: Uint8Array
+  /** From a VM config file: the whole config (memory, vCPUs, shares, disks, NICs); else the command line's flags apply. */
+  readonly config?: VmConfig
 }
 
 const vmName = (path: string, taken: Set<string>): string => {
@@ -41,50 +44,114 @@ const readImage = (path: string): Uint8Array | string => {
   }
 }
 
-/** Plan every guest; fails with the list of every problem found. */
+/** Plan a Multiboot kernel for `memoryBytes` of RAM; a problem string if it cannot be. */
+const planKernel = (path: string, memoryBytes: number, cmdline: string): BootPayload | string => {
+  const image = readImage(path)
+  if (typeof image === "string") return image
+  const plan = planMultibootLoad(image, { ramBytes: memoryBytes, cmdline })
+  if (plan._tag === "Failure") return `${path}: ${plan.failure.message}`
+  return { writes: plan.success.writes, registers: plan.success.registers }
+}
+
+/** Read a raw BIOS ROM (QEMU -bios: 64 or 128 KiB); its payload (the copy below 1 MiB) or a problem. */
+const planRom = (path: string): { payload: BootPayload; rom: Uint8Array } | string => {
+  const rom = readImage(path)
+  if (typeof rom === "string") return rom
+  if (rom.length !== 65536 && rom.length !== 131072)
+    return `${path}: a BIOS ROM must be 64 KiB or 128 KiB (QEMU -bios), this one is ${rom.length} bytes`
+  // the reset vector F000:FFF0 reads the ROM's copy below 1 MiB and its image at 4 GiB - size
+  return {
+    payload: { writes: [{ address: 0x100000 - rom.length, bytes: rom }], registers: resetGuestRegisters() },
+    rom
+  }
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+/**
+ * A VM config file (JSON, vmm/config.ts's schema): fields left out take the
+ * defaults of `fibervisor boot IMAGE` (name from the file name, 16 MiB, 1
+ * vCPU, hw, normal shares); `boot.kernel` and `boot.bios` are relative to the
+ * file. Every problem is listed.
+ */
+const planConfigFile = (path: string, text: string, taken: Set<string>): Effect.Effect<PlannedGuest, Array<string>> =>
+  Effect.gen(function* () {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch (e) {
+      return yield* Effect.fail([`${path}: not valid JSON (${e instanceof Error ? e.message : String(e)})`])
+    }
+    if (!isObject(parsed)) return yield* Effect.fail([`${path}: a VM config is a JSON object`])
+    const defaults = defaultVmConfig(
+      basename(path, ".json")
+        .replace(/[^A-Za-z0-9._-]/g, "-")
+        .slice(0, 32),
+      ""
+    )
+    const boot = isObject(parsed.boot) ? { ...parsed.boot } : parsed.boot
+    if (isObject(boot)) {
+      for (const key of ["kernel", "bios"])
+        if (typeof boot[key] === "string" && boot[key] !== "") boot[key] = resolve(dirname(path), boot[key])
+      if (typeof boot.kernel === "string" && boot.cmdline === undefined) boot.cmdline = ""
+    }
+    const merged = {
+      ...defaults,
+      ...parsed,
+      cpu: isObject(parsed.cpu) ? { ...defaults.cpu, ...parsed.cpu } : (parsed.cpu ?? defaults.cpu),
+      memory: isObject(parsed.memory) ? { ...defaults.memory, ...parsed.memory } : (parsed.memory ?? defaults.memory),
+      boot
+    }
+    const config = yield* decodeVmConfig(path, JSON.stringify(merged)).pipe(
+      Effect.mapError((e) => [`${path}: invalid VM config:\n    ${e.message.split("\n").join("\n    ")}`])
+    )
+    if (taken.has(config.name)) return yield* Effect.fail([`${path}: a VM named "${config.name}" is already booting`])
+    taken.add(config.name)
+    if ("kernel" in config.boot) {
+      const payload = planKernel(config.boot.kernel, config.memoryMiB * 1024 * 1024, config.boot.cmdline)
+      if (typeof payload === "string") return yield* Effect.fail([payload])
+      return { name: config.name, path, payload, config }
+    }
+    const planned = planRom(config.boot.bios)
+    if (typeof planned === "string") return yield* Effect.fail([planned])
+    return { name: config.name, path, payload: planned.payload, rom: planned.rom, config }
+  })
+
+/**
+ * Plan every guest: Multiboot images, VM config files (*.json) and the
+ * --bios ROM; fails with the list of every problem found.
+ */
 export const planGuests = (
   paths: ReadonlyArray<string>,
   options: { readonly memoryBytes: number; readonly cmdline: string; readonly bios: string | undefined }
 ): Effect.Effect<Array<PlannedGuest>, ReadonlyArray<string>> =>
-  Effect.suspend(() => {
+  Effect.gen(function* () {
     const problems: Array<string> = []
     const guests: Array<PlannedGuest> = []
     const taken = new Set<string>()
     if (options.bios !== undefined) {
-      const rom = readImage(options.bios)
-      if (typeof rom === "string") problems.push(rom)
-      else if (rom.length !== 65536 && rom.length !== 131072) {
-        problems.push(
-          `${options.bios}: a BIOS ROM must be 64 KiB or 128 KiB (QEMU -bios), this one is ${rom.length} bytes`
-        )
-      } else {
-        // the reset vector F000:FFF0 reads the ROM's copy below 1 MiB and its image at 4 GiB - size
-        guests.push({
-          name: vmName(options.bios, taken),
-          path: options.bios,
-          payload: { writes: [{ address: 0x100000 - rom.length, bytes: rom }], registers: resetGuestRegisters() },
-          rom
-        })
-      }
+      const planned = planRom(options.bios)
+      if (typeof planned === "string") problems.push(planned)
+      else guests.push({ name: vmName(options.bios, taken), path: options.bios, ...planned })
     }
     for (const path of paths) {
-      const image = readImage(path)
-      if (typeof image === "string") {
-        problems.push(image)
+      if (path.endsWith(".json")) {
+        const text = readImage(path)
+        if (typeof text === "string") {
+          problems.push(text)
+          continue
+        }
+        const planned = yield* Effect.result(planConfigFile(path, new TextDecoder().decode(text), taken))
+        if (planned._tag === "Failure") problems.push(...planned.failure)
+        else guests.push(planned.success)
         continue
       }
-      const plan = planMultibootLoad(image, { ramBytes: options.memoryBytes, cmdline: options.cmdline })
-      if (plan._tag === "Failure") {
-        problems.push(`${path}: ${plan.failure.message}`)
-        continue
-      }
-      guests.push({
-        name: vmName(path, taken),
-        path,
-        payload: { writes: plan.success.writes, registers: plan.success.registers }
-      })
+      const payload = planKernel(path, options.memoryBytes, options.cmdline)
+      if (typeof payload === "string") problems.push(payload)
+      else guests.push({ name: vmName(path, taken), path, payload })
     }
     if (guests.length === 0 && problems.length === 0)
-      problems.push("nothing to boot: give one or more Multiboot images, or --bios ROM")
-    return problems.length > 0 ? Effect.fail(problems) : Effect.succeed(guests)
+      problems.push("nothing to boot: give one or more Multiboot images or VM config files, or --bios ROM")
+    return problems.length > 0 ? yield* Effect.fail(problems) : guests
   })

@@ -115,11 +115,10 @@ const describeExit = (vm: VirtualMachine, vcpu: number, vmcs: Vmcs): string => {
   return `${(vm.now / 1e6).toFixed(6)} ms  ${vm.name} vcpu${vcpu}  ${exitReasonName(exit.reason)}  eip=${hex(vmcs.guest.regs.eip)}  ${details.join(" ")}`
 }
 
-/** The VM's virtio-blk store: datastore file `<vm>.disk`, created zero-filled on first use. */
-const vmDisk = (vm: string) =>
+/** A virtio-blk store on datastore file `name`, created zero-filled (1 MiB) on first use. */
+const vmDisk = (name: string) =>
   Effect.gen(function* () {
     const datastore = yield* Datastore
-    const name = `${vm}.disk`
     const file = yield* datastore.open(name).pipe(
       Effect.catchTag("DatastoreNotFoundError", () =>
         datastore.create(name, VM_DISK_SECTORS).pipe(Effect.andThen(datastore.open(name)))
@@ -132,7 +131,8 @@ const vmDisk = (vm: string) =>
 export const bootGuests = (guests: ReadonlyArray<PlannedGuest>, options: BootOptions) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const ramMiB = Math.min(3584, 64 + guests.length * (options.memoryMiB + 2))
+      const guestMiB = guests.reduce((sum, g) => sum + (g.config?.memoryMiB ?? options.memoryMiB) + 2, 0)
+      const ramMiB = Math.min(3584, 64 + guestMiB)
       const hostConfig = yield* decodeMachineConfig(
         "boot host",
         JSON.stringify({
@@ -163,6 +163,7 @@ export const bootGuests = (guests: ReadonlyArray<PlannedGuest>, options: BootOpt
       const serial: Array<number> = []
       const wall = performance.now()
       const vswitch = new VSwitch({ name: "vSwitch0" })
+      let nicCount = 0
       const summaries = yield* Effect.gen(function* () {
         const vms: Array<VirtualMachine> = []
         for (const [index, guest] of guests.entries()) {
@@ -174,16 +175,22 @@ export const bootGuests = (guests: ReadonlyArray<PlannedGuest>, options: BootOpt
               line = ""
             } else line += String.fromCharCode(byte)
           }
-          const config = {
+          const config = guest.config ?? {
             ...defaultVmConfig(guest.name, guest.path),
             memoryMiB: options.memoryMiB,
             vcpus: options.vcpus
           }
           const vm = yield* createVm(config, guest.payload, { console: emit })
           addStandardDevices(vm, emit)
+          // a VM config file brings its own disks and NICs; an image gets <vm>.disk under --disk, a NIC under --net
+          const disks =
+            guest.config?.disks.map((d) => d.file) ?? (options.diskFile === undefined ? [] : [`${guest.name}.disk`])
+          const portGroups = guest.config?.nics.map((n) => n.portGroup) ?? (options.net ? ["VM Network"] : [])
+          const stores = []
+          for (const file of disks) stores.push(yield* vmDisk(file))
           addVirtioDevices(vm, {
-            disks: options.diskFile === undefined ? [] : [yield* vmDisk(guest.name)],
-            nics: options.net ? [{ port: vswitch.attach("VM Network", guest.name).port, mac: macFor(index) }] : []
+            disks: stores,
+            nics: portGroups.map((group) => ({ port: vswitch.attach(group, guest.name).port, mac: macFor(nicCount++) }))
           })
           if (guest.rom !== undefined)
             vm.platform.addMmio(2 ** 32 - guest.rom.length, guest.rom.length, romDevice("bios", guest.rom))

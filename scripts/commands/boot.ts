@@ -1,6 +1,8 @@
 /**
- * `fibervisor boot IMAGE... [options]`: boot one VM per Multiboot image (or a
- * raw ROM with --bios) on one simulated host; consoles are multiplexed with
+ * `fibervisor boot IMAGE... [options]`: boot one VM per Multiboot image, VM
+ * config file (*.json, vmm/config.ts; its own memory, vCPUs, shares, disks
+ * and NICs, the flags' values apply to plain images) or raw ROM (--bios) on
+ * one simulated host; consoles are multiplexed with
  * each line prefixed by its VM's name; a summary per VM ends the run.
  * Exit status: 0 when every guest wrote 0 to the debug-exit port 0xF4, 1
  * otherwise (a guest failed, faulted or outlived --max-time), 2 for bad input
@@ -14,7 +16,9 @@ import { bootGuests, formatSummary } from "../boot/run.ts"
 import { failWithMessage } from "./user-error.ts"
 
 const images = Argument.String("image").pipe(
-  Argument.withDescription("Multiboot v1 ELF32 (or a.out-kludge) kernel image; one VM each"),
+  Argument.withDescription(
+    "Multiboot v1 ELF32 (or a.out-kludge) kernel image, or a VM config file (*.json: name, memoryMiB, vcpus, cpu, memory, boot, disks, nics); one VM each"
+  ),
   Argument.variadic()
 )
 const mode = Flag.String("mode").pipe(
@@ -102,6 +106,12 @@ export const boot = Command.make(
           return Effect.succeed([])
         })
       )
+      if (o.disk._tag === "None")
+        for (const guest of guests)
+          if ((guest.config?.disks.length ?? 0) > 0)
+            problems.push(
+              `${guest.path}: VM ${guest.name} has disks, which live on the host's datastore: give --disk FILE`
+            )
       if (problems.length > 0)
         return yield* failWithMessage(`fibervisor boot: nothing started:\n  ${problems.join("\n  ")}`)
       const tty = process.stdout.isTTY === true

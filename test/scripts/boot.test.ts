@@ -121,13 +121,13 @@ describe("fibervisor boot", () => {
   })
 
   it("refuses bad input with every problem listed, exit 2, nothing started", () => {
-    const r = fibervisor("boot", "no-such-image.elf", join(root, "package.json"), "--mode", "bt", "--mem", "1M")
+    const r = fibervisor("boot", "no-such-image.elf", join(root, "README.md"), "--mode", "bt", "--mem", "1M")
     expect(r.status).toBe(2)
     expect(r.stderr).toContain("nothing started")
     expect(r.stderr).toContain("--mode bt: not built yet")
     expect(r.stderr).toContain("--mem 1M")
     expect(r.stderr).toContain("no-such-image.elf: no such file")
-    expect(r.stderr).toContain("package.json: not-multiboot")
+    expect(r.stderr).toContain("README.md: not-multiboot")
     expect(r.stdout).toBe("")
   })
 
@@ -185,5 +185,66 @@ describe("fibervisor boot", () => {
       summary.vms[0]!.exits.exit_hlt
     )
     expect(lines[0]).toMatch(/^trace \| 0\.\d{6} ms {2}timer vcpu0 {2}\w+ {2}eip=0x[0-9a-f]{8} {2}qual=0x[0-9a-f]{8}/)
+  })
+
+  it("boots VM config files: their own memory, vCPUs, shares, datastore disks and vSwitch port groups", () => {
+    const dir = mkdtempSync(join(tmpdir(), "fibervisor-vmconfig-"))
+    const net = join(root, "images/net/net.elf")
+    const write = (name: string, config: object) => {
+      writeFileSync(join(dir, `${name}.json`), JSON.stringify(config))
+      return join(dir, `${name}.json`)
+    }
+    // fields left out take the defaults; a relative kernel path is relative to the config file
+    const alpha = write("alpha", { memoryMiB: 8, boot: { kernel: net }, nics: [{ portGroup: "lab" }] })
+    const beta = write("beta", { cpu: { shares: "high" }, boot: { kernel: net }, nics: [{ portGroup: "lab" }] })
+    const gamma = write("gamma", { boot: { kernel: net }, nics: [{ portGroup: "dmz" }] })
+    writeFileSync(join(dir, "blk.elf"), readFileSync(join(root, "images/blk/blk.elf")))
+    const store = write("store", {
+      name: "store",
+      vcpus: 2,
+      boot: { kernel: "blk.elf" },
+      disks: [{ file: "data.disk" }]
+    })
+    const r = fibervisor(
+      "boot",
+      alpha,
+      beta,
+      gamma,
+      store,
+      "--disk",
+      join(dir, "ds.img"),
+      "--max-time",
+      "20ms",
+      "--json"
+    )
+    const summary = JSON.parse(r.stdout) as { vms: Array<{ vm: string; result: string }> }
+    expect(summary.vms.map((v) => [v.vm, v.result])).toEqual([
+      ["alpha", "success"],
+      ["beta", "success"],
+      ["gamma", "timeout (still running at --max-time)"], // alone on its port group, it hears no one
+      ["store", "success"]
+    ])
+    expect(r.status).toBe(1)
+  })
+
+  it("refuses bad VM config files with every problem listed, exit 2, nothing started", () => {
+    const dir = mkdtempSync(join(tmpdir(), "fibervisor-vmconfig-"))
+    const bad = join(dir, "bad.json")
+    writeFileSync(bad, JSON.stringify({ name: "-bad", memoryMiB: 0, vcpus: 99, boot: { kernel: "x.elf" }, nics: [{}] }))
+    const notJson = join(dir, "broken.json")
+    writeFileSync(notJson, "{ name: ")
+    const withDisk = join(dir, "disky.json")
+    writeFileSync(withDisk, JSON.stringify({ boot: { kernel: hello }, disks: [{ file: "d.disk" }] }))
+    const r1 = fibervisor("boot", bad, notJson)
+    expect(r1.status).toBe(2)
+    expect(r1.stderr).toContain('at ["name"]')
+    expect(r1.stderr).toContain('at ["memoryMiB"]')
+    expect(r1.stderr).toContain('at ["vcpus"]')
+    expect(r1.stderr).toContain('at ["nics"][0]["portGroup"]')
+    expect(r1.stderr).toContain("broken.json: not valid JSON")
+    const r2 = fibervisor("boot", withDisk)
+    expect(r2.status).toBe(2)
+    expect(r2.stderr).toContain("VM disky has disks, which live on the host's datastore: give --disk FILE")
+    expect(r1.stdout + r2.stdout).toBe("")
   })
 })

@@ -9,7 +9,9 @@
  *     window
  *   a halted vCPU with nothing to inject sleeps (the world halts; a kernel
  *     timer wakes it at the devices' next deadline)
- *   vmenter with the preemption timer set to the rest of the quantum
+ *   vmenter with the preemption timer set to the earlier of the rest of the
+ *     quantum and the next device deadline (so timer interrupts arrive on
+ *     time in a guest that never exits on its own)
  *   dispatch the exit (exits/dispatch.ts): resume, halt, yield or end the VM
  *
  * Guest time is pCPU cycles converted at the machine's clock; the devices

@@ -1,0 +1,125 @@
+/**
+ * Fuzz campaigns (issue 8): a suite is a fast-check arbitrary plus a check
+ * that throws when the property fails. The same suite runs CI-sized inside
+ * `npm test` and as a long campaign under `fibervisor fuzz --runs N --seed S`.
+ *
+ * A failure is shrunk by fast-check and written as a counterexample file
+ * (JSON: suite, seed, the shrink path, the error and a readable rendering
+ * of the failing input, e.g. a disassembly). `fibervisor fuzz --replay FILE`
+ * regenerates the exact input from seed + path (fast-check's replay: the
+ * generators are deterministic for a seed, and the path names the shrink
+ * steps) and runs the check once more.
+ */
+import fc from "fast-check"
+
+export interface FuzzSuite<T> {
+  readonly name: string
+  readonly description: string
+  readonly arbitrary: fc.Arbitrary<T>
+  /** Throws (an assertion error, or the host exception a guest provoked) when the property does not hold. */
+  readonly check: (value: T) => Promise<void>
+  /** The failing input as a person reads it (a disassembly, a register sequence). */
+  readonly render: (value: T) => string
+  /** Runs inside `npm test`. */
+  readonly ciRuns: number
+}
+
+export interface Counterexample {
+  readonly suite: string
+  readonly seed: number
+  readonly path: string
+  readonly error: string
+  readonly input: string
+}
+
+export type CampaignResult =
+  | { readonly _tag: "Passed"; readonly runs: number }
+  | { readonly _tag: "Failed"; readonly runs: number; readonly counterexample: Counterexample }
+
+const property = <T>(suite: FuzzSuite<T>) => fc.asyncProperty(suite.arbitrary, (value) => suite.check(value))
+
+const describeError = (error: unknown): string =>
+  error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+
+/** Run `runs` inputs from `seed`; on failure, the shrunk counterexample. */
+export const runCampaign = async <T>(
+  suite: FuzzSuite<T>,
+  options: { readonly runs: number; readonly seed: number }
+): Promise<CampaignResult> => {
+  const details = await fc.check(property(suite), { numRuns: options.runs, seed: options.seed })
+  if (!details.failed || details.counterexample === null) return { _tag: "Passed", runs: details.numRuns }
+  return {
+    _tag: "Failed",
+    runs: details.numRuns,
+    counterexample: {
+      suite: suite.name,
+      seed: details.seed,
+      path: details.counterexamplePath ?? "",
+      error: describeError(details.errorInstance),
+      input: suite.render(details.counterexample[0])
+    }
+  }
+}
+
+/** Regenerate a counterexample's input from its seed and shrink path and check it again. */
+export const replayCounterexample = async <T>(
+  suite: FuzzSuite<T>,
+  counterexample: Counterexample
+): Promise<CampaignResult> => {
+  const details = await fc.check(property(suite), {
+    seed: counterexample.seed,
+    path: counterexample.path,
+    endOnFailure: true
+  })
+  if (!details.failed || details.counterexample === null) return { _tag: "Passed", runs: details.numRuns }
+  return {
+    _tag: "Failed",
+    runs: details.numRuns,
+    counterexample: {
+      ...counterexample,
+      error: describeError(details.errorInstance),
+      input: suite.render(details.counterexample[0])
+    }
+  }
+}
+
+/** Parse a counterexample file's text; a list of problems if it is not one. */
+export const parseCounterexample = (text: string): Counterexample | ReadonlyArray<string> => {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (e) {
+    return [`not JSON (${e instanceof Error ? e.message : String(e)})`]
+  }
+  if (typeof value !== "object" || value === null) return ["not a counterexample object"]
+  const v = value as Record<string, unknown>
+  const problems: Array<string> = []
+  if (typeof v.suite !== "string") problems.push('"suite" must be a suite name')
+  if (typeof v.seed !== "number" || !Number.isInteger(v.seed)) problems.push('"seed" must be an integer')
+  if (typeof v.path !== "string") problems.push('"path" must be a fast-check shrink path string')
+  if (problems.length > 0) return problems
+  return {
+    suite: v.suite as string,
+    seed: v.seed as number,
+    path: v.path as string,
+    error: typeof v.error === "string" ? v.error : "",
+    input: typeof v.input === "string" ? v.input : ""
+  }
+}
+
+/** A suite with its input type hidden, for registries and the CLI. */
+export interface RunnableSuite {
+  readonly name: string
+  readonly description: string
+  readonly ciRuns: number
+  readonly run: (options: { readonly runs: number; readonly seed: number }) => Promise<CampaignResult>
+  readonly replay: (counterexample: Counterexample) => Promise<CampaignResult>
+}
+
+export const runnable = <T>(suite: FuzzSuite<T>): RunnableSuite => ({
+  name: suite.name,
+  description: suite.description,
+  ciRuns: suite.ciRuns,
+  run: (options) => runCampaign(suite, options),
+  replay: (counterexample) => replayCounterexample(suite, counterexample)
+})

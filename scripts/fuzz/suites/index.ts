@@ -1,0 +1,5 @@
+/** The fuzz suites `fibervisor fuzz --suite NAME` runs (all of them by default), by name. */
+import { type RunnableSuite, runnable } from "../campaign.ts"
+import { isolationSuite } from "./isolation.ts"
+
+export const fuzzSuites: ReadonlyArray<RunnableSuite> = [runnable(isolationSuite)]

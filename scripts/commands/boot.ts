@@ -10,6 +10,7 @@
  */
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import { nameProblems } from "../../kernel/datastore/names.ts"
 import { availableModes } from "../../vmm/config.ts"
 import { planGuests } from "../boot/images.ts"
 import { bootGuests, formatSummary } from "../boot/run.ts"
@@ -106,6 +107,12 @@ export const boot = Command.make(
           return Effect.succeed([])
         })
       )
+      // datastore file names are checked before anything starts (no path may leave the datastore)
+      for (const guest of guests)
+        for (const disk of guest.config?.disks ?? []) {
+          const wrong = nameProblems(disk.file)
+          if (wrong.length > 0) problems.push(`${guest.path}: disk "${disk.file}": ${wrong.join("; ")}`)
+        }
       if (o.disk._tag === "None")
         for (const guest of guests)
           if ((guest.config?.disks.length ?? 0) > 0)

@@ -234,7 +234,10 @@ describe("fibervisor boot", () => {
     const notJson = join(dir, "broken.json")
     writeFileSync(notJson, "{ name: ")
     const withDisk = join(dir, "disky.json")
-    writeFileSync(withDisk, JSON.stringify({ boot: { kernel: hello }, disks: [{ file: "d.disk" }] }))
+    writeFileSync(
+      withDisk,
+      JSON.stringify({ boot: { kernel: hello }, disks: [{ file: "d.disk" }, { file: "../../etc/passwd" }] })
+    )
     const r1 = fibervisor("boot", bad, notJson)
     expect(r1.status).toBe(2)
     expect(r1.stderr).toContain('at ["name"]')
@@ -245,6 +248,8 @@ describe("fibervisor boot", () => {
     const r2 = fibervisor("boot", withDisk)
     expect(r2.status).toBe(2)
     expect(r2.stderr).toContain("VM disky has disks, which live on the host's datastore: give --disk FILE")
+    expect(r2.stderr).toContain(`disk "../../etc/passwd": contains a path separator`)
+    expect(r2.stderr).toContain("contains '..'")
     expect(r1.stdout + r2.stdout).toBe("")
   })
 })

@@ -1,5 +1,6 @@
 /** The fuzz suites `fibervisor fuzz --suite NAME` runs (all of them by default), by name. */
 import { type RunnableSuite, runnable } from "../campaign.ts"
+import { cpuSuite } from "./cpu.ts"
 import { isolationSuite } from "./isolation.ts"
 
-export const fuzzSuites: ReadonlyArray<RunnableSuite> = [runnable(isolationSuite)]
+export const fuzzSuites: ReadonlyArray<RunnableSuite> = [runnable(cpuSuite), runnable(isolationSuite)]

@@ -36,7 +36,7 @@ import {
   writeFlatGdt,
   writeIdtGate,
   writeIvt
-} from "./property-machine.ts"
+} from "../../../scripts/fuzz/cpu/machine.ts"
 import type { Bits } from "./reference-alu.ts"
 import * as ref from "./reference-alu.ts"
 

@@ -1,5 +1,5 @@
 /**
- * Machine set-ups shared by the CPU property tests: a real-mode state and a
+ * Machine set-ups shared by the CPU property tests and the `cpu` fuzz suite: a real-mode state and a
  * flat 32-bit protected-mode state (Intel SDM Vol. 3A 3.2.1 "basic flat
  * model"), the descriptor tables they need, and a memory whose non-RAM
  * accesses are recorded.

@@ -2,5 +2,10 @@
 import { type RunnableSuite, runnable } from "../campaign.ts"
 import { cpuSuite } from "./cpu.ts"
 import { isolationSuite } from "./isolation.ts"
+import { memorySuite } from "./memory.ts"
 
-export const fuzzSuites: ReadonlyArray<RunnableSuite> = [runnable(cpuSuite), runnable(isolationSuite)]
+export const fuzzSuites: ReadonlyArray<RunnableSuite> = [
+  runnable(cpuSuite),
+  runnable(isolationSuite),
+  runnable(memorySuite)
+]

@@ -4,11 +4,12 @@
  * victims' memory, devices and consoles must be bit-identical to a baseline
  * and the hypervisor must never throw. The suite itself lives in
  * scripts/fuzz/suites/isolation.ts so `npm run fuzz` runs it for long
- * campaigns; here it runs CI-sized with a fixed seed.
+ * campaigns; here it runs CI-sized with a fixed seed, as does `determinism`
+ * (the same host run twice gives the same state hash).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { runCampaign } from "../../scripts/fuzz/campaign.ts"
-import { isolationBaseline, isolationSuite } from "../../scripts/fuzz/suites/isolation.ts"
+import { determinismSuite, isolationBaseline, isolationSuite } from "../../scripts/fuzz/suites/isolation.ts"
 
 describe("isolation between VMs", () => {
   it("the baseline: each victim prints its own ok<i> and exits 0", async () => {
@@ -22,5 +23,12 @@ describe("isolation between VMs", () => {
     if (result._tag === "Failed")
       throw new Error(`${result.counterexample.error}\ninput:\n${result.counterexample.input}`)
     expect(result.runs).toBe(isolationSuite.ciRuns)
+  })
+
+  it("the same host and hostile program, run twice, end in the same host state hash (suite determinism)", async () => {
+    const result = await runCampaign(determinismSuite, { runs: determinismSuite.ciRuns, seed: 0xde7e_2026 })
+    if (result._tag === "Failed")
+      throw new Error(`${result.counterexample.error}\ninput:\n${result.counterexample.input}`)
+    expect(result.runs).toBe(determinismSuite.ciRuns)
   })
 })

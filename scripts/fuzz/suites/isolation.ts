@@ -6,7 +6,9 @@
  * 2-pCPU host. The property: the hypervisor never throws, and every victim
  * ends with its own console output, guest memory and device state
  * (UART, PIC, PIT, LAPIC) bit-identical to a baseline run in which the
- * hostile VM only halts. Counterexamples render as a disassembly.
+ * hostile VM only halts. Suite `determinism` runs the same host twice per
+ * program and requires equal host state hashes. Counterexamples render as a
+ * disassembly.
  */
 import { Effect } from "effect"
 import fc from "fast-check"
@@ -92,7 +94,7 @@ const fingerprint = (vm: VirtualMachine, console: string) => {
 }
 type Fingerprint = ReturnType<typeof fingerprint>
 
-/** One host: four victims and the hostile VM, 5 ms of virtual time; the victims' fingerprints. */
+/** One host: four victims and the hostile VM, 5 ms of virtual time; the victims' fingerprints and the host's state hash. */
 export const runIsolationHost = (hostile: BootPayload) => {
   const machine = new Machine(
     Effect.runSync(decodeMachineConfig("fuzz host", JSON.stringify({ ...defaultMachineConfig, ramMiB: 96 })))
@@ -112,7 +114,11 @@ export const runIsolationHost = (hostile: BootPayload) => {
     yield* createVm(defaultVmConfig("hostile", "inline"), hostile, { console: () => {}, ports: debugPorts })
     // victims finish in microseconds; a hostile VM that never halts runs every cycle of the 5 ms
     yield* (yield* Worlds).runFor(5_000_000)
-    return victims.map((v, i) => fingerprint(v, consoles.get(`victim${i}`)!))
+    return {
+      victims: victims.map((v, i) => fingerprint(v, consoles.get(`victim${i}`)!)),
+      /** The whole host at the end (RAM, pCPUs, devices, virtual time): hw/machine/state-hash.ts. */
+      hostHash: machine.stateHash()
+    }
   }).pipe(Effect.provide(Kernel.boot(machine)), Effect.scoped)
 }
 
@@ -140,7 +146,7 @@ export const hostileProgram: fc.Arbitrary<HostileProgram> = fc.oneof(
 let baseline: Promise<ReadonlyArray<Fingerprint>> | undefined
 /** The victims' fingerprints next to a hostile VM that only halts (computed once per process). */
 export const isolationBaseline = () => {
-  baseline ??= Effect.runPromise(runIsolationHost(payload(Uint8Array.of(0xf4), "real")))
+  baseline ??= Effect.runPromise(runIsolationHost(payload(Uint8Array.of(0xf4), "real"))).then((run) => run.victims)
   return baseline
 }
 
@@ -151,7 +157,7 @@ export const isolationSuite: FuzzSuite<HostileProgram> = {
   ciRuns: 20,
   check: async ([bytes, mode]) => {
     const expected = await isolationBaseline()
-    const got = await Effect.runPromise(runIsolationHost(payload(bytes, mode)))
+    const got = (await Effect.runPromise(runIsolationHost(payload(bytes, mode)))).victims
     for (const [i, victimPrint] of got.entries()) {
       for (const key of Object.keys(victimPrint) as Array<keyof Fingerprint>) {
         if (victimPrint[key] !== expected[i]![key])
@@ -161,9 +167,34 @@ export const isolationSuite: FuzzSuite<HostileProgram> = {
       }
     }
   },
-  render: ([bytes, mode]) =>
-    [
-      `${mode === "real" ? "real mode at 0000:7C00" : "flat 32-bit protected mode at 0x100000"}, ${bytes.length} bytes:`,
-      ...disassembleAll(bytes, mode === "real" ? 0x7c00 : 0x100000, mode === "flat32", 200).map((l) => `  ${l}`)
-    ].join("\n")
+  render: (program) => renderProgram(program)
 }
+
+/**
+ * Fuzz suite `determinism` (DESIGN.md "Virtual time"): the same host, VMs,
+ * hostile program and seed, run twice, end in the same host state hash and
+ * the same victim fingerprints.
+ */
+export const determinismSuite: FuzzSuite<HostileProgram> = {
+  name: "determinism",
+  description: "the same host, VMs and random hostile program run twice end in the same host state hash",
+  arbitrary: hostileProgram,
+  ciRuns: 5,
+  check: async ([bytes, mode]) => {
+    const first = await Effect.runPromise(runIsolationHost(payload(bytes, mode)))
+    const second = await Effect.runPromise(runIsolationHost(payload(bytes, mode)))
+    if (first.hostHash !== second.hostHash)
+      throw new Error(
+        `the host's state hash differs between two identical runs: ${first.hostHash} vs ${second.hostHash}`
+      )
+    if (JSON.stringify(first.victims) !== JSON.stringify(second.victims))
+      throw new Error("the victims' fingerprints differ between two identical runs")
+  },
+  render: (program) => renderProgram(program)
+}
+
+const renderProgram = ([bytes, mode]: HostileProgram): string =>
+  [
+    `${mode === "real" ? "real mode at 0000:7C00" : "flat 32-bit protected mode at 0x100000"}, ${bytes.length} bytes:`,
+    ...disassembleAll(bytes, mode === "real" ? 0x7c00 : 0x100000, mode === "flat32", 200).map((l) => `  ${l}`)
+  ].join("\n")

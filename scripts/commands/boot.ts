@@ -107,18 +107,18 @@ export const boot = Command.make(
           return Effect.succeed([])
         })
       )
-      // datastore file names are checked before anything starts (no path may leave the datastore)
-      for (const guest of guests)
-        for (const disk of guest.config?.disks ?? []) {
+      // a config's disks are datastore files: checked before anything starts (no path may leave the datastore)
+      for (const guest of guests) {
+        const disks = guest.config?.disks ?? []
+        if (disks.length > 0 && o.disk._tag === "None")
+          problems.push(
+            `${guest.path}: VM ${guest.name} has disks, which live on the host's datastore: give --disk FILE`
+          )
+        for (const disk of disks) {
           const wrong = nameProblems(disk.file)
           if (wrong.length > 0) problems.push(`${guest.path}: disk "${disk.file}": ${wrong.join("; ")}`)
         }
-      if (o.disk._tag === "None")
-        for (const guest of guests)
-          if ((guest.config?.disks.length ?? 0) > 0)
-            problems.push(
-              `${guest.path}: VM ${guest.name} has disks, which live on the host's datastore: give --disk FILE`
-            )
+      }
       if (problems.length > 0)
         return yield* failWithMessage(`fibervisor boot: nothing started:\n  ${problems.join("\n  ")}`)
       const tty = process.stdout.isTTY === true

@@ -41,47 +41,42 @@ const property = <T>(suite: FuzzSuite<T>) => fc.asyncProperty(suite.arbitrary, (
 const describeError = (error: unknown): string =>
   error instanceof Error ? `${error.name}: ${error.message}` : String(error)
 
-/** Run `runs` inputs from `seed`; on failure, the shrunk counterexample. */
-export const runCampaign = async <T>(
+/** Check a suite with fast-check `parameters`; a failure is reported at the seed and path `locate` gives. */
+const checkSuite = async <T>(
   suite: FuzzSuite<T>,
-  options: { readonly runs: number; readonly seed: number }
+  parameters: fc.Parameters<[T]>,
+  locate: (details: fc.RunDetails<[T]>) => Pick<Counterexample, "seed" | "path">
 ): Promise<CampaignResult> => {
-  const details = await fc.check(property(suite), { numRuns: options.runs, seed: options.seed })
+  const details = await fc.check(property(suite), parameters)
   if (!details.failed || details.counterexample === null) return { _tag: "Passed", runs: details.numRuns }
   return {
     _tag: "Failed",
     runs: details.numRuns,
     counterexample: {
       suite: suite.name,
-      seed: details.seed,
-      path: details.counterexamplePath ?? "",
+      ...locate(details),
       error: describeError(details.errorInstance),
       input: suite.render(details.counterexample[0])
     }
   }
 }
 
-/** Regenerate a counterexample's input from its seed and shrink path and check it again. */
-export const replayCounterexample = async <T>(
+/** Run `runs` inputs from `seed`; on failure, the shrunk counterexample. */
+export const runCampaign = <T>(
   suite: FuzzSuite<T>,
-  counterexample: Counterexample
-): Promise<CampaignResult> => {
-  const details = await fc.check(property(suite), {
+  options: { readonly runs: number; readonly seed: number }
+): Promise<CampaignResult> =>
+  checkSuite(suite, { numRuns: options.runs, seed: options.seed }, (details) => ({
+    seed: details.seed,
+    path: details.counterexamplePath ?? ""
+  }))
+
+/** Regenerate a counterexample's input from its seed and shrink path and check it again. */
+export const replayCounterexample = <T>(suite: FuzzSuite<T>, counterexample: Counterexample): Promise<CampaignResult> =>
+  checkSuite(suite, { seed: counterexample.seed, path: counterexample.path, endOnFailure: true }, () => ({
     seed: counterexample.seed,
-    path: counterexample.path,
-    endOnFailure: true
-  })
-  if (!details.failed || details.counterexample === null) return { _tag: "Passed", runs: details.numRuns }
-  return {
-    _tag: "Failed",
-    runs: details.numRuns,
-    counterexample: {
-      ...counterexample,
-      error: describeError(details.errorInstance),
-      input: suite.render(details.counterexample[0])
-    }
-  }
-}
+    path: counterexample.path
+  }))
 
 /** Parse a counterexample file's text; a list of problems if it is not one. */
 export const parseCounterexample = (text: string): Counterexample | ReadonlyArray<string> => {

@@ -6,33 +6,25 @@
  * its datastore and whose NICs share its vSwitch). It must end with only
  * itself affected.
  */
-import { spawnSync } from "node:child_process"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
-
-const root = fileURLToPath(new URL("../..", import.meta.url))
+import { fibervisorCli } from "../scripts/cli.ts"
 
 describe("the hostile guest", () => {
   it("ends in a triple fault while blk, hello and timer, on the same host, datastore and vSwitch, succeed", () => {
     const disk = join(mkdtempSync(join(tmpdir(), "fibervisor-hostile-")), "datastore.img")
-    const r = spawnSync(
-      join(root, "node_modules/.bin/node"),
-      [
-        join(root, "scripts/fibervisor.ts"),
-        "boot",
-        "images/hostile/hostile.elf",
-        "images/blk/blk.elf",
-        "images/hello/hello.elf",
-        "images/timer/timer.elf",
-        "--disk",
-        disk,
-        "--net",
-        "--json"
-      ],
-      { cwd: root, encoding: "utf8", timeout: 60_000 }
+    const r = fibervisorCli(60_000)(
+      "boot",
+      "images/hostile/hostile.elf",
+      "images/blk/blk.elf",
+      "images/hello/hello.elf",
+      "images/timer/timer.elf",
+      "--disk",
+      disk,
+      "--net",
+      "--json"
     )
     const summary = JSON.parse(r.stdout) as {
       vms: Array<{ vm: string; result: string; exits: Record<string, number> }>

@@ -7,22 +7,16 @@
  * datastore in a host file; each VM's virtio-blk disk lives on it across
  * runs) and --net (every VM's virtio-net NIC on one vSwitch port group).
  */
-import { execFileSync, spawnSync } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
+import { fibervisorCli, root } from "./cli.ts"
 
-const root = fileURLToPath(new URL("../..", import.meta.url))
-const node = join(root, "node_modules/.bin/node")
-const cli = join(root, "scripts/fibervisor.ts")
 const hello = join(root, "images/hello/hello.elf")
 
-const fibervisor = (...args: Array<string>) => {
-  const r = spawnSync(node, [cli, ...args], { cwd: root, encoding: "utf8", timeout: 60_000 })
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
-}
+const fibervisor = fibervisorCli(60_000)
 
 /** A Multiboot guest that prints and exits with `code` (built with Debian's nasm and ld). */
 const guestExiting = (code: number): string => {

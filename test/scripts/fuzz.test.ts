@@ -4,24 +4,15 @@
  * `fibervisor fuzz` runs a suite with --runs/--seed, replays a file, and
  * refuses bad input.
  */
-import { spawnSync } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import fc from "fast-check"
 import { type FuzzSuite, parseCounterexample, replayCounterexample, runCampaign } from "../../scripts/fuzz/campaign.ts"
+import { fibervisorCli } from "./cli.ts"
 
-const root = fileURLToPath(new URL("../..", import.meta.url))
-const fibervisor = (...args: Array<string>) => {
-  const r = spawnSync(join(root, "node_modules/.bin/node"), [join(root, "scripts/fibervisor.ts"), ...args], {
-    cwd: root,
-    encoding: "utf8",
-    timeout: 120_000
-  })
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
-}
+const fibervisor = fibervisorCli(120_000)
 
 /** A property with a known minimal counterexample: lists whose sum exceeds 1000 fail; the shrunk one is [1001]. */
 const sumSuite: FuzzSuite<ReadonlyArray<number>> = {

@@ -4,24 +4,14 @@
  * side by side, all succeeding, exit 0; a bad --config is refused with every
  * problem listed, exit 2, nothing started.
  */
-import { spawnSync } from "node:child_process"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { basename, join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { defaultGuests } from "../../scripts/commands/start.ts"
+import { fibervisorCli } from "./cli.ts"
 
-const root = fileURLToPath(new URL("../..", import.meta.url))
-
-const fibervisor = (...args: Array<string>) => {
-  const r = spawnSync(join(root, "node_modules/.bin/node"), [join(root, "scripts/fibervisor.ts"), ...args], {
-    cwd: root,
-    encoding: "utf8",
-    timeout: 120_000
-  })
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
-}
+const fibervisor = fibervisorCli(120_000)
 
 describe("fibervisor start", () => {
   it("boots the default guests concurrently on the default host; every one succeeds; exit 0", () => {

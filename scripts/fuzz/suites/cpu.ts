@@ -342,9 +342,6 @@ export const programArb = (mode: Mode, bytes: fc.Arbitrary<Uint8Array>): fc.Arbi
 
 // ---------------------------------------------------------------------------
 
-/** CPU_PROPERTY_SCALE=N multiplies every numRuns (a longer soak; the seeds stay fixed). */
-export const runs = (n: number): number => n * Number(process.env.CPU_PROPERTY_SCALE ?? 1)
-
 /** One shared CPU per memory layout; each run starts with reset() + setState(). */
 const machines = [true, false].map((guarded) => {
   const memory = recordingMemory(RAM, guarded)

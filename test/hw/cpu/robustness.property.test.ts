@@ -19,10 +19,12 @@ import {
   RAM,
   robust,
   runChecked,
-  runs,
   structured,
   uniform
 } from "../../../scripts/fuzz/suites/cpu.ts"
+
+/** CPU_PROPERTY_SCALE=N multiplies every numRuns (a longer soak; the seeds stay fixed). */
+const runs = (n: number): number => n * Number(process.env.CPU_PROPERTY_SCALE ?? 1)
 
 describe("the CPU on arbitrary code", () => {
   for (const mode of ["real", "pm32"] as const) {

@@ -218,12 +218,22 @@ export const createVm = (
       .pipe(Effect.mapError((e) => new VmError(`VM ${config.name}: memory: ${e.message}`)))
     const guest = new GuestPhysical(memory.managerUnsafe, config.name, ramBytes)
     for (const write of payload.writes) {
-      if (!guest.write(write.address, write.bytes)) {
+      let placed: boolean | GuestMemoryError
+      try {
+        placed = guest.write(write.address, write.bytes)
+      } catch (e) {
+        // the host has no frame left for the image (found by fuzz suite `lifecycle`): refused, like admission
+        if (!(e instanceof GuestMemoryError)) throw e
+        placed = e
+      }
+      if (placed !== true) {
         // nothing half-started: the pool admitted above is returned at once, not when the caller's scope closes
         yield* memory.release(config.name).pipe(Effect.ignore)
         return yield* Effect.fail(
           new VmError(
-            `VM ${config.name}: the image places ${write.bytes.length} bytes at 0x${write.address.toString(16)}, outside its ${config.memoryMiB} MiB of RAM`
+            placed === false
+              ? `VM ${config.name}: the image places ${write.bytes.length} bytes at 0x${write.address.toString(16)}, outside its ${config.memoryMiB} MiB of RAM`
+              : `VM ${config.name}: loading the image: ${placed.message}`
           )
         )
       }

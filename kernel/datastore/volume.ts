@@ -93,6 +93,8 @@ export class DatastoreVolume {
   private readonly block: BlockDriver
   private readonly directory: Uint8Array
   private readonly entries: Map<string, DirectoryEntry>
+  /** Open handles (lookup's results) and the entry each was opened on. */
+  private readonly opened = new WeakMap<DatastoreFileInfo, DirectoryEntry>()
 
   private constructor(block: BlockDriver, sb: Superblock, directory: Uint8Array, entries: Array<DirectoryEntry>) {
     this.block = block
@@ -168,7 +170,10 @@ export class DatastoreVolume {
   /** The entry named `name` (validated first). */
   lookup(name: string): Result<DatastoreFileInfo, DatastorePathError | DatastoreNotFoundError> {
     const found = this.resolve(name)
-    return found.ok ? ok(infoOf(found.value)) : found
+    if (!found.ok) return found
+    const info = infoOf(found.value)
+    this.opened.set(info, found.value)
+    return ok(info)
   }
 
   /** Create a zero-filled file of `sectors` sectors in the first free extent that fits. */
@@ -301,12 +306,15 @@ export class DatastoreVolume {
     return e === undefined ? err(new DatastoreNotFoundError({ path: name })) : ok(e)
   }
 
-  /** The entry an open handle refers to, if the file still exists unchanged (not deleted, not re-created). */
+  /**
+   * The entry an open handle refers to, if the file still exists: the very
+   * entry `lookup` found, not a file re-created under the same name (even in
+   * the same extent, as first fit places it: found by fuzz suite `faults`,
+   * where a deleted disk's handle wrote into its successor).
+   */
   private still(file: DatastoreFileInfo): Result<DirectoryEntry, DatastoreNotFoundError> {
     const e = this.entries.get(file.name)
-    return e !== undefined && e.start === file.start && e.sectors === file.sectors
-      ? ok(e)
-      : err(new DatastoreNotFoundError({ path: file.name }))
+    return e !== undefined && this.opened.get(file) === e ? ok(e) : err(new DatastoreNotFoundError({ path: file.name }))
   }
 
   private checkRange(e: DirectoryEntry, sector: number, count: number): DatastoreRangeError | undefined {

@@ -42,6 +42,12 @@ export interface NetPort {
   send(frame: Uint8Array): void
   /** Register the receiver of frames the switch delivers to this port (replaces the previous one). */
   onReceive(cb: (frame: Uint8Array) => void): void
+  /**
+   * Register the receiver of carrier changes (the port's uplink lost or
+   * back). Optional: a vSwitch port's carrier never drops; a back-end that
+   * can fail (a physical uplink, a fault injector) reports it here.
+   */
+  onLinkChange?(cb: (up: boolean) => void): void
 }
 
 export interface VSwitchOptions {

@@ -22,12 +22,20 @@ export interface PlannedGuest {
   readonly config?: VmConfig
 }
 
+/**
+ * A VM name from an image's file name. Under --disk the VM's disk is the
+ * datastore file `<name>.disk`, so the name has no ".." and does not end in
+ * "." (an image "a..b.elf" or "..elf" would otherwise name a disk the
+ * datastore refuses, after --disk was already formatted).
+ */
 const vmName = (path: string, taken: Set<string>): string => {
   const base =
     basename(path)
       .replace(/\.[^.]*$/, "")
       .replace(/[^A-Za-z0-9._-]/g, "-")
-      .slice(0, 28) || "vm"
+      .slice(0, 28)
+      .replace(/\.{2,}/g, ".")
+      .replace(/\.+$/, "") || "vm"
   let name = /^[A-Za-z0-9]/.test(base) ? base : `vm-${base}`
   for (let i = 2; taken.has(name); i++) name = `${base}-${i}`
   taken.add(name)

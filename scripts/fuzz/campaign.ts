@@ -73,7 +73,7 @@ export const runCampaign = <T>(
 
 /** Regenerate a counterexample's input from its seed and shrink path and check it again. */
 export const replayCounterexample = <T>(suite: FuzzSuite<T>, counterexample: Counterexample): Promise<CampaignResult> =>
-  checkSuite(suite, { seed: counterexample.seed, path: counterexample.path, endOnFailure: true }, () => ({
+  checkSuite(suite, { seed: counterexample.seed, path: counterexample.path, numRuns: 1, endOnFailure: true }, () => ({
     seed: counterexample.seed,
     path: counterexample.path
   }))
@@ -118,3 +118,23 @@ export const runnable = <T>(suite: FuzzSuite<T>): RunnableSuite => ({
   run: (options) => runCampaign(suite, options),
   replay: (counterexample) => replayCounterexample(suite, counterexample)
 })
+
+/**
+ * Run `suite` CI-sized (its ciRuns, from `seed`), as `npm test` does;
+ * throws with the shrunk counterexample when it fails; the runs otherwise.
+ */
+export const runCiSized = async <T>(suite: FuzzSuite<T>, seed: number): Promise<number> => {
+  const result = await runCampaign(suite, { runs: suite.ciRuns, seed })
+  if (result._tag === "Failed")
+    throw new Error(`suite ${suite.name}: ${result.counterexample.error}\ninput:\n${result.counterexample.input}`)
+  return result.runs
+}
+
+/** A list of steps, one per line: `index: kind key=value ...` (`kind` names the field that tags a step). */
+export const renderSteps = <S extends object>(steps: ReadonlyArray<S>, kind: keyof S): string =>
+  steps
+    .map((step, i) => {
+      const fields = Object.entries(step).filter(([key]) => key !== kind)
+      return `${i}: ${String(step[kind])} ${fields.map(([key, value]) => `${key}=${value}`).join(" ")}`
+    })
+    .join("\n")

@@ -226,6 +226,11 @@ describe("Datastore", () => {
       yield* ds.delete("disk.vmdk")
       yield* ds.create("disk.vmdk", 4) // same name, another file
       expect((yield* Effect.flip(f.read(0, 1)))._tag).toBe("DatastoreNotFoundError")
+      // same name, same size, same extent (first fit): still another file, which the old handle must not reach
+      yield* ds.delete("disk.vmdk")
+      yield* ds.create("disk.vmdk", 10)
+      expect((yield* Effect.flip(f.write(8, data)))._tag).toBe("DatastoreNotFoundError")
+      expect(yield* ds.read("disk.vmdk", 8, 2)).toEqual(new Uint8Array(1024))
       expect((yield* Effect.flip(ds.open("missing")))._tag).toBe("DatastoreNotFoundError")
       expect(h.disk.flushes).toBeGreaterThan(0)
     }).pipe(Effect.provide(h.layer))

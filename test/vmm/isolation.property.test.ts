@@ -8,7 +8,7 @@
  * (the same host run twice gives the same state hash).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { runCampaign } from "../../scripts/fuzz/campaign.ts"
+import { runCiSized } from "../../scripts/fuzz/campaign.ts"
 import { determinismSuite, isolationBaseline, isolationSuite } from "../../scripts/fuzz/suites/isolation.ts"
 
 describe("isolation between VMs", () => {
@@ -19,16 +19,10 @@ describe("isolation between VMs", () => {
   })
 
   it("random code in one VM changes nothing of the other VMs and never hurts the hypervisor", async () => {
-    const result = await runCampaign(isolationSuite, { runs: isolationSuite.ciRuns, seed: 0x150_1a7e })
-    if (result._tag === "Failed")
-      throw new Error(`${result.counterexample.error}\ninput:\n${result.counterexample.input}`)
-    expect(result.runs).toBe(isolationSuite.ciRuns)
+    expect(await runCiSized(isolationSuite, 0x150_1a7e)).toBe(isolationSuite.ciRuns)
   })
 
   it("the same host and hostile program, run twice, end in the same host state hash (suite determinism)", async () => {
-    const result = await runCampaign(determinismSuite, { runs: determinismSuite.ciRuns, seed: 0xde7e_2026 })
-    if (result._tag === "Failed")
-      throw new Error(`${result.counterexample.error}\ninput:\n${result.counterexample.input}`)
-    expect(result.runs).toBe(determinismSuite.ciRuns)
+    expect(await runCiSized(determinismSuite, 0xde7e_2026)).toBe(determinismSuite.ciRuns)
   })
 })

@@ -33,7 +33,7 @@
  *
  * Features offered: MAC (config mac = the VMM's address for this vNIC),
  * STATUS (config status bit 0 LINK_UP, changed by setLink with a
- * configuration-change interrupt); plus the transport's VERSION_1 and
+ * configuration-change interrupt; the port's carrier changes call it); plus the transport's VERSION_1 and
  * INDIRECT_DESC. The config space is read-only to the driver.
  *
  * Everything is synchronous: a transmit reaches the receiving VM's RAM
@@ -109,6 +109,8 @@ export class VirtioNet implements VirtioDevice {
     const size = options.queueSize ?? 256
     this.queueMaxSizes = [size, size]
     this.port.onReceive((frame) => this.receive(frame))
+    // the back-end's carrier is the guest's link status (5.1.4: VIRTIO_NET_S_LINK_UP)
+    this.port.onLinkChange?.((up) => this.setLink(up))
   }
 
   attach(transport: VirtioTransport): void {

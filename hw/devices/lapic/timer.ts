@@ -34,10 +34,15 @@ export interface TimerCountdown {
   fired: number
 }
 
-/** Ticks of the divided clock elapsed in `ns` nanoseconds (floor). */
+/**
+ * Ticks of the divided clock elapsed in `ns` nanoseconds (floor). NaN and
+ * negative spans are 0; spans past 2^53 ns (+Infinity included, which
+ * BigInt() would throw on) count as 2^53 - 1, the virtual-time horizon the
+ * PIT's `pitTicks` and the RTC clamp to as well: never a host exception.
+ */
 export const ticksIn = (ns: number, busHz: number, divisor: number): number => {
   if (!(ns > 0)) return 0
-  const whole = BigInt(Math.floor(ns))
+  const whole = BigInt(Math.floor(Math.min(ns, Number.MAX_SAFE_INTEGER)))
   return Number((whole * BigInt(busHz)) / (BigInt(divisor) * NS_PER_SECOND))
 }
 

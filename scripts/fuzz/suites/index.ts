@@ -1,12 +1,22 @@
 /** The fuzz suites `fibervisor fuzz --suite NAME` runs (all of them by default), by name. */
 import { type RunnableSuite, runnable } from "../campaign.ts"
 import { cpuSuite } from "./cpu.ts"
+import { devicesSuite } from "./devices.ts"
+import { faultsSuite } from "./faults.ts"
+import { inputsSuite } from "./inputs.ts"
 import { determinismSuite, isolationSuite } from "./isolation.ts"
+import { lifecycleSuite } from "./lifecycle.ts"
 import { memorySuite } from "./memory.ts"
+import { virtioSuite } from "./virtio.ts"
 
 export const fuzzSuites: ReadonlyArray<RunnableSuite> = [
   runnable(cpuSuite),
   runnable(isolationSuite),
   runnable(determinismSuite),
-  runnable(memorySuite)
+  runnable(memorySuite),
+  runnable(lifecycleSuite),
+  runnable(devicesSuite),
+  runnable(virtioSuite),
+  runnable(inputsSuite),
+  runnable(faultsSuite)
 ]

@@ -5,14 +5,11 @@
  * checks) run CI-sized with a fixed seed.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { runCampaign } from "../../../scripts/fuzz/campaign.ts"
+import { runCiSized } from "../../../scripts/fuzz/campaign.ts"
 import { memorySuite } from "../../../scripts/fuzz/suites/memory.ts"
 
 describe("ownership invariant (property)", () => {
   it("holds across random create / touch / unback / release / free sequences, and nothing leaks at the end", async () => {
-    const result = await runCampaign(memorySuite, { runs: memorySuite.ciRuns, seed: 20261126 })
-    if (result._tag === "Failed")
-      throw new Error(`${result.counterexample.error}\nops:\n${result.counterexample.input}`)
-    expect(result.runs).toBe(memorySuite.ciRuns)
+    expect(await runCiSized(memorySuite, 20261126)).toBe(memorySuite.ciRuns)
   })
 })

@@ -6,6 +6,8 @@
  * suppression), 5.2 (block requests and config space).
  */
 import { describe, expect, it } from "@effect/vitest"
+import { blkRequest, DATA, HDR, SECTORS, STATUS, setupBlk } from "../../../scripts/fuzz/virtio/blk-harness.ts"
+import { writesWithin } from "../../../scripts/fuzz/virtio/driver.ts"
 import {
   SECTOR_SIZE,
   VirtioBlkConfig,
@@ -24,8 +26,6 @@ import {
   VirtioStatus,
   virtioMmioBase
 } from "../../../vmm/virtio/mmio.ts"
-import { blkRequest, DATA, HDR, SECTORS, STATUS, setupBlk } from "./blk-harness.ts"
-import { writesWithin } from "./driver.ts"
 
 const pattern = (bytes: number, seed: number) => Uint8Array.from({ length: bytes }, (_, i) => (i * 7 + seed) & 0xff)
 

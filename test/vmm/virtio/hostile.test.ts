@@ -9,11 +9,11 @@
  * anything, and the device works again after a status reset.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { blkRequest, setupBlk } from "../../../scripts/fuzz/virtio/blk-harness.ts"
+import { type DriverQueue, type Guest, RAM_SIZE, writesWithin } from "../../../scripts/fuzz/virtio/driver.ts"
 import { SECTOR_SIZE, VirtioBlkType } from "../../../vmm/virtio/blk.ts"
 import { VirtioReg as R, VirtioFeature, VirtioInterrupt, VirtioStatus } from "../../../vmm/virtio/mmio.ts"
 import { VirtqDesc } from "../../../vmm/virtio/virtqueue.ts"
-import { blkRequest, setupBlk } from "./blk-harness.ts"
-import { type DriverQueue, type Guest, RAM_SIZE, writesWithin } from "./driver.ts"
 
 const { NEXT, WRITE, INDIRECT } = VirtqDesc
 const HDR = 0x20000

@@ -9,6 +9,16 @@
 import { describe, expect, it } from "@effect/vitest"
 import { VSwitch } from "../../../kernel/vswitch/vswitch.ts"
 import {
+  BROADCAST,
+  frame,
+  MAC_A,
+  MAC_B,
+  MAC_D,
+  makeVm,
+  recorder,
+  TX_BUF
+} from "../../../scripts/fuzz/virtio/net-harness.ts"
+import {
   VirtioReg as R,
   VIRTIO_CONFIG_OFFSET,
   VirtioFeature,
@@ -16,7 +26,6 @@ import {
   VirtioStatus
 } from "../../../vmm/virtio/mmio.ts"
 import { VIRTIO_NET_S_LINK_UP, VirtioNetConfig, VirtioNetFeature } from "../../../vmm/virtio/net.ts"
-import { BROADCAST, frame, MAC_A, MAC_B, MAC_D, makeVm, recorder, TX_BUF } from "./net-harness.ts"
 
 describe("virtio-net config and features (5.1.3, 5.1.4)", () => {
   it("offers MAC and STATUS and shows the MAC and link state in config space", () => {

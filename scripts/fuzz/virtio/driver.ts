@@ -1,5 +1,6 @@
 /**
- * A tiny virtio driver for the tests: TypeScript in the role of the guest
+ * A tiny virtio driver for the virtio tests and the fuzz suite `virtio`
+ * (scripts/fuzz/suites/virtio.ts): TypeScript in the role of the guest
  * kernel, over a Uint8Array "guest RAM" exposed as GuestMemory. It follows
  * the driver side of OASIS virtio 1.1: 3.1.1 (initialization), 4.2.3
  * (virtio-mmio queue setup and notification), 2.6.13 (supplying buffers),
@@ -8,10 +9,17 @@
  * Guest RAM sits inside a larger backing buffer between two canary areas, so
  * a device that wrote outside the guest's RAM would be caught; every device
  * write is logged (gpa, length) and refused writes are counted.
+ *
+ * No test framework here (scripts/ may not import one): a step the device
+ * does not accept throws a plain Error naming it.
  */
-import { expect } from "vitest"
 import { VirtioReg as R, VirtioFeature, type VirtioMmio, VirtioStatus } from "../../../vmm/virtio/mmio.ts"
 import { type GuestMemory, VirtqDesc } from "../../../vmm/virtio/virtqueue.ts"
+
+/** Throw a plain Error with `message` unless `condition` holds. */
+export const must = (condition: unknown, message: string): void => {
+  if (!condition) throw new Error(message)
+}
 
 export const RAM_SIZE = 256 * 1024
 const CANARY = 4096
@@ -24,6 +32,8 @@ export interface Guest {
   readonly writes: Array<readonly [number, number]>
   /** Writes GuestMemory refused (out of range). */
   readonly refused: { count: number }
+  /** Called with every write GuestMemory accepts, before RAM changes (an oracle may look at RAM as the device saw it). */
+  beforeWrite: ((gpa: number, length: number) => void) | undefined
   /** Whether the canaries around guest RAM are intact. */
   canariesIntact(): boolean
 }
@@ -36,11 +46,12 @@ export const makeGuest = (size = RAM_SIZE): Guest => {
   const refused = { count: 0 }
   const inRange = (gpa: number, length: number) =>
     Number.isSafeInteger(gpa) && Number.isSafeInteger(length) && gpa >= 0 && length >= 0 && gpa + length <= size
-  return {
+  const guest: Guest = {
     ram,
     view: new DataView(ram.buffer, ram.byteOffset, ram.byteLength),
     writes,
     refused,
+    beforeWrite: undefined,
     memory: {
       read: (gpa, length) => (inRange(gpa, length) ? ram.slice(gpa, gpa + length) : undefined),
       write: (gpa, bytes) => {
@@ -48,6 +59,7 @@ export const makeGuest = (size = RAM_SIZE): Guest => {
           refused.count++
           return false
         }
+        guest.beforeWrite?.(gpa, bytes.length)
         writes.push([gpa, bytes.length])
         ram.set(bytes, gpa)
         return true
@@ -56,6 +68,7 @@ export const makeGuest = (size = RAM_SIZE): Guest => {
     canariesIntact: () =>
       backing.subarray(0, CANARY).every((b) => b === 0xa5) && backing.subarray(CANARY + size).every((b) => b === 0xa5)
   }
+  return guest
 }
 
 export interface Buffer {
@@ -226,15 +239,15 @@ export class Driver {
     const accepted = this.deviceFeatures() & want
     this.writeDriverFeatures(accepted)
     this.w(R.STATUS, this.status | VirtioStatus.FEATURES_OK)
-    expect(this.status & VirtioStatus.FEATURES_OK).toBe(VirtioStatus.FEATURES_OK)
+    must(this.status & VirtioStatus.FEATURES_OK, `FEATURES_OK did not stick (status 0x${this.status.toString(16)})`)
     return accepted
   }
 
   /** 4.2.3.2: set up queue `index` of `size` at `base` in guest RAM. */
   setupQueue(index: number, size: number, base: number): DriverQueue {
     this.w(R.QUEUE_SEL, index)
-    expect(this.r(R.QUEUE_READY)).toBe(0)
-    expect(this.r(R.QUEUE_NUM_MAX)).toBeGreaterThanOrEqual(size)
+    must(this.r(R.QUEUE_READY) === 0, `queue ${index} is already ready`)
+    must(this.r(R.QUEUE_NUM_MAX) >= size, `queue ${index}: QueueNumMax ${this.r(R.QUEUE_NUM_MAX)} < ${size}`)
     const q = new DriverQueue(this.guest, index, size, base)
     this.guest.ram.fill(0, base, base + 0x3000) // fresh, zeroed rings
     this.w(R.QUEUE_NUM, size)
@@ -258,9 +271,8 @@ export class Driver {
     const accepted = this.negotiate(want)
     for (let i = 0; i < count; i++) this.setupQueue(i, size, 0x1000 + 0x3000 * i)
     this.driverOk()
-    expect(this.status).toBe(
-      VirtioStatus.ACKNOWLEDGE | VirtioStatus.DRIVER | VirtioStatus.FEATURES_OK | VirtioStatus.DRIVER_OK
-    )
+    const ready = VirtioStatus.ACKNOWLEDGE | VirtioStatus.DRIVER | VirtioStatus.FEATURES_OK | VirtioStatus.DRIVER_OK
+    must(this.status === ready, `status after init is 0x${this.status.toString(16)}, not 0x${ready.toString(16)}`)
     return accepted
   }
 

@@ -1,7 +1,8 @@
 /**
- * virtio-blk test rig: a guest (driver.ts) with a virtio-blk device on a
- * virtio-mmio transport over an in-memory BlockStore, and one helper that
- * builds a block request chain (OASIS virtio 1.1 5.2.6), kicks and collects.
+ * virtio-blk rig (the virtio tests and fuzz suite `virtio`): a guest
+ * (driver.ts) with a virtio-blk device on a virtio-mmio transport over an
+ * in-memory BlockStore, and one helper that builds a block request chain
+ * (OASIS virtio 1.1 5.2.6), kicks and collects.
  */
 import { recordingIrq } from "../../../hw/machine/device.ts"
 import { memoryBlockStore, VirtioBlk, type VirtioBlkOptions } from "../../../vmm/virtio/blk.ts"

@@ -12,7 +12,8 @@
  * page tables, #GP) comes back as a trap for the VMM to inject.
  */
 import { type AccessSize, type IoPorts, PageKind, type PhysicalMemory } from "../hw/cpu/bus.ts"
-import { Cpu } from "../hw/cpu/cpu.ts"
+import { Cpu, newTlbSet } from "../hw/cpu/cpu.ts"
+import { cpuid } from "../hw/cpu/ops/cpuid.ts"
 import { type CpuState, RunExit } from "../hw/cpu/state.ts"
 import type { Bus } from "../hw/machine/buses.ts"
 import type { GuestPhysical } from "./guest-memory.ts"
@@ -21,6 +22,17 @@ export type EmulationResult =
   | { readonly _tag: "Done" }
   | { readonly _tag: "Trap"; readonly vector: number; readonly error: number; readonly software: boolean }
   | { readonly _tag: "Halted" }
+
+/**
+ * One TLB for every VM's emulator (a TLB set is a 4 MiB page-indexed array:
+ * one per VM would dominate a small VM's footprint). Safe because a step
+ * starts and ends with it empty: no translation survives a step, so none can
+ * reach another VM's.
+ */
+const sharedTlb = newTlbSet(0)
+
+const DONE: EmulationResult = { _tag: "Done" }
+const HALTED: EmulationResult = { _tag: "Halted" }
 
 export class InstructionEmulator {
   readonly cpu: Cpu
@@ -37,8 +49,26 @@ export class InstructionEmulator {
         else mmio.write(address, size, value)
       }
     }
-    this.cpu = new Cpu(memory, ports)
+    this.cpu = new Cpu(memory, ports, sharedTlb)
     this.cpu.hostTraps = true
+  }
+
+  /**
+   * CPUID as this emulator's CPU answers it (the same leaves `step` would
+   * produce, without loading the whole register file): reads EAX/ECX from
+   * `regs`, writes EAX-EDX. RIP is the caller's (KVM's kvm_emulate_cpuid).
+   */
+  cpuid(regs: CpuState): void {
+    const r = this.cpu.r32
+    r[0] = regs.eax
+    r[1] = regs.ecx
+    r[2] = regs.edx
+    r[3] = regs.ebx
+    cpuid(this.cpu)
+    regs.eax = r[0]! >>> 0
+    regs.ecx = r[1]! >>> 0
+    regs.edx = r[2]! >>> 0
+    regs.ebx = r[3]! >>> 0
   }
 
   /**
@@ -51,12 +81,17 @@ export class InstructionEmulator {
     cpu.flushTlb(false)
     cpu.tscOffset = tsc - cpu.cycles
     cpu.halted = false
-    const exit = cpu.run(1)
+    let exit: RunExit
+    try {
+      exit = cpu.run(1)
+    } finally {
+      cpu.flushTlb(false) // leave the shared TLB empty, even when the access threw (GuestMemoryError)
+    }
     cpu.storeRegisters(regs)
     if (exit === RunExit.Trap) {
       return { _tag: "Trap", vector: cpu.trapVector, error: cpu.trapError, software: cpu.trapKind === 2 }
     }
-    if (exit === RunExit.Halt) return { _tag: "Halted" }
-    return { _tag: "Done" }
+    if (exit === RunExit.Halt) return HALTED
+    return DONE
   }
 }

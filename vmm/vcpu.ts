@@ -20,7 +20,14 @@
 import type { Cpu } from "../hw/cpu/cpu.ts"
 import { type CpuState, RunExit } from "../hw/cpu/state.ts"
 import { INTR_INFO_VALID, InterruptionType, interruptionInfo } from "../hw/cpu/vmx/exit-reasons.ts"
-import { ActivityState, Interruptibility, ProcControls, resetGuestRegisters, type Vmcs } from "../hw/cpu/vmx/vmcs.ts"
+import {
+  ActivityState,
+  cloneGuestRegisters,
+  Interruptibility,
+  ProcControls,
+  resetGuestRegisters,
+  type Vmcs
+} from "../hw/cpu/vmx/vmcs.ts"
 import { vmenter } from "../hw/cpu/vmx/vmx.ts"
 import type { NextState } from "../kernel/sched/types.ts"
 import type { InstructionEmulator } from "./emulator.ts"
@@ -78,8 +85,24 @@ export class Vcpu {
       counters: host.counters,
       emulate: () => {
         host.platform.currentVcpu = index
+        const cpu = host.emulator.cpu
+        cpu.apicId = index
+        // the instruction exited on the pCPU (not retired there) and retires here, unless it faults
+        const before = cpu.instructions
+        const result = host.emulator.step(vmcs.guest.regs, vmcs.guest.regs.tsc)
+        this.instructions += cpu.instructions - before
+        return result
+      },
+      skipInstruction: () => {
+        const regs = vmcs.guest.regs
+        regs.eip = (regs.eip + vmcs.exit.instructionLength) >>> 0
+        this.instructions++
+      },
+      ports: host.emulator.cpu.io,
+      cpuid: () => {
+        host.platform.currentVcpu = index
         host.emulator.cpu.apicId = index
-        return host.emulator.step(vmcs.guest.regs, vmcs.guest.regs.tsc)
+        host.emulator.cpuid(vmcs.guest.regs)
       },
       injectException: (vector, error) => {
         this.pending = { vector, error }
@@ -93,7 +116,7 @@ export class Vcpu {
 
   /** Reset to a boot state: these registers, running, nothing pending. */
   boot(registers: CpuState): void {
-    this.vmcs.guest.regs = structuredClone(registers)
+    this.vmcs.guest.regs = cloneGuestRegisters(registers)
     this.vmcs.guest.activityState = ActivityState.Active
     this.vmcs.guest.interruptibility = 0
     this.vmcs.entry.interruptionInfo = 0

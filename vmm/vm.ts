@@ -13,7 +13,14 @@
  */
 import { Effect, Metric, type Scope } from "effect"
 import type { CpuState } from "../hw/cpu/state.ts"
-import { newVmcs, PinControls, Proc2Controls, ProcControls, type Vmcs } from "../hw/cpu/vmx/vmcs.ts"
+import {
+  cloneGuestRegisters,
+  newVmcs,
+  PinControls,
+  Proc2Controls,
+  ProcControls,
+  type Vmcs
+} from "../hw/cpu/vmx/vmcs.ts"
 import type { BusDevice } from "../hw/machine/device.ts"
 import { KernelHost } from "../kernel/boot.ts"
 import { MachineMemory } from "../kernel/memory/service.ts"
@@ -273,7 +280,7 @@ export const createVm = (
       c.proc2 = Proc2Controls.EnableEpt | Proc2Controls.EnableVpid | Proc2Controls.UnrestrictedGuest
       c.eptPointer = eptp
       c.vpid = vpid
-      if (i === 0) vmcs.guest.regs = structuredClone(payload.registers)
+      if (i === 0) vmcs.guest.regs = cloneGuestRegisters(payload.registers)
       const vcpu = new Vcpu(i, vmcs, {
         platform,
         guest,

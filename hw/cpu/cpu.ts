@@ -15,15 +15,17 @@
  *   one mask compare (paging.ts fills it);
  * - instruction fetch uses a "fetch window": the range of EIP values whose
  *   bytes sit in the current RAM page and inside the CS limit;
- * - `run(budget)` is a plain loop over a 256-entry handler table: it
- *   allocates nothing and never calls Effect. Faults are thrown as one
- *   preallocated sentinel and caught once per fault, not per instruction.
+ * - `run(budget)` is a plain loop over a 256-entry handler table (exec.ts,
+ *   which also writes out the hottest 32-bit forms so they run without a
+ *   call): it allocates nothing and never calls Effect. Faults are thrown as
+ *   one preallocated sentinel and caught once per fault, not per instruction.
  *
  * Invariants: 32-bit values are kept as int32 (`| 0`), 16/8-bit values as
  * unsigned; `eip` is an int32; all guest-reachable paths end in an
  * architectural fault, never a host exception.
  */
 import type { AccessSize, IoPorts, PhysicalMemory } from "./bus.ts"
+import { execute } from "./exec.ts"
 import { FAULT } from "./fault.ts"
 import { lazyFlags, setLazy } from "./flags.ts"
 import { dispatchFault, handleEvents, STEP_ONE } from "./interrupts.ts"
@@ -86,7 +88,7 @@ export interface TlbSet {
   count: number
 }
 
-const newTlbSet = (tag: number): TlbSet => ({
+export const newTlbSet = (tag: number): TlbSet => ({
   tag,
   entries: new Int32Array(1 << 20),
   list: new Int32Array(TLB_LIST_SIZE),
@@ -124,8 +126,6 @@ export class Cpu {
   ccDst = 0
   ccSrc1 = 0
   ccSrc2 = 0
-  ccMask = 0
-  ccSign = 0
   ccCarry = 0
 
   // ---- segment registers: selector + hidden descriptor cache ----
@@ -181,12 +181,12 @@ export class Cpu {
   rmwLin = 0
 
   // ---- software TLB: linear page -> (machine page | TLB_* flags), for the active tagged set ----
-  tlbSet: TlbSet = newTlbSet(0)
-  tlb: Int32Array = this.tlbSet.entries
-  tlbList: Int32Array = this.tlbSet.list
+  tlbSet: TlbSet
+  tlb: Int32Array
+  tlbList: Int32Array
   tlbCount = 0
   /** Tagged TLB sets, most recently used last. */
-  readonly tlbSets: Array<TlbSet> = [this.tlbSet]
+  readonly tlbSets: Array<TlbSet>
   rMask = TLB_VALID | TLB_MMIO | TLB_NO_READ
   wMask = TLB_VALID | TLB_MMIO | TLB_ROM | TLB_NO_READ | TLB_NO_WRITE_S
   /** Set by xlate: the translated address is MMIO (or ROM, for a write). */
@@ -255,6 +255,7 @@ export class Cpu {
   eventCost = 0
 
   // ---- accounting ----
+  /** Instructions retired: one that faults or exits (VM exit) is not (SDM: it did not complete); INT n is. */
   instructions = 0
   cycles = 0
   /** Simulated cycles charged per opcode (index: opcode, or 256 + opcode for 0F xx); 1 until a profile is set. */
@@ -268,7 +269,15 @@ export class Cpu {
   /** CPUID.1:ECX.VMX: set on pCPUs that have the VT-x-like extension. */
   vmxSupported = false
 
-  constructor(memory: PhysicalMemory, io: IoPorts) {
+  /**
+   * `tlb`: the root-mode TLB set (default: a new one, 4 MiB). The VMM's
+   * instruction emulators share one: each empties it after every step.
+   */
+  constructor(memory: PhysicalMemory, io: IoPorts, tlb: TlbSet = newTlbSet(0)) {
+    this.tlbSet = tlb
+    this.tlb = tlb.entries
+    this.tlbList = tlb.list
+    this.tlbSets = [tlb]
     this.mem = memory
     this.io = io
     this.ram = memory.ram
@@ -316,12 +325,12 @@ export class Cpu {
 
   /**
    * Execute up to `budget` instructions, or until HLT with nothing to wake
-   * it, shutdown, a VM exit / trap, or a stop request. Returns why.
+   * it, shutdown, a VM exit / trap, or a stop request. Returns why. The
+   * budget counts every instruction started, retired or not; `instructions`
+   * counts those that retired.
    */
   run(budget: number): RunExit {
     let n = 0
-    const ops = oneByteOps
-    const opCycles = this.opCycles
     while (n < budget) {
       if (this.eventPending) {
         const exit = handleEvents(this)
@@ -337,17 +346,7 @@ export class Cpu {
           continue
         }
       }
-      try {
-        while (n < budget && !this.eventPending) {
-          n++
-          this.startEip = this.eip
-          const op = this.fetch8()
-          this.cycles += opCycles[op]!
-          ops[op]!(this)
-        }
-      } catch (e) {
-        this.onFault(e)
-      }
+      n = execute(this, n, budget)
     }
     this.instructions += n
     return RunExit.Budget
@@ -361,12 +360,17 @@ export class Cpu {
       this.cycles += this.opCycles[op]!
       oneByteOps[op]!(this)
     } catch (e) {
+      this.instructions-- // started (run counts it) but not retired
       this.onFault(e)
     }
   }
 
-  /** The instruction raised FAULT: rewind it, then deliver the exception or report the VM exit. */
-  private onFault(e: unknown): void {
+  /**
+   * The instruction raised FAULT: rewind it, then deliver the exception or
+   * report the VM exit. It is not retired: the caller takes it off
+   * `instructions`.
+   */
+  onFault(e: unknown): void {
     if (e !== FAULT) throw e
     this.resetPrefixes()
     this.eip = this.startEip
@@ -481,6 +485,12 @@ export class Cpu {
 
   /** Fill a segment register's hidden cache (no checks: callers check). */
   loadSegCache(seg: number, selector: number, base: number, limit: number, access: number): void {
+    this.fillSegCache(seg, selector, base, limit, access)
+    this.computeSegFast(seg)
+  }
+
+  /** loadSegCache but for the fast-path limits, which the caller recomputes (loadRegisters: updateMode does all six). */
+  private fillSegCache(seg: number, selector: number, base: number, limit: number, access: number): void {
     this.segSel[seg] = selector
     this.segBase[seg] = base | 0
     this.segLimit[seg] = limit >>> 0
@@ -495,7 +505,6 @@ export class Cpu {
     } else if (seg === SS) {
       this.ssB = (access & AR_DB) !== 0
     }
-    this.computeSegFast(seg)
   }
 
   /** Real-mode segment load: base = selector * 16, attributes kept (SDM 20.1.1). */
@@ -577,17 +586,19 @@ export class Cpu {
   switchTlb(tag: number): void {
     if (this.tlbSet.tag === tag) return
     this.tlbSet.count = this.tlbCount
+    // most recently used last; a hit moves to the end in place (no allocation: this runs twice per VM exit)
     const sets = this.tlbSets
-    let i = sets.findIndex((t) => t.tag === tag)
+    let i = sets.length - 1
+    while (i >= 0 && sets[i]!.tag !== tag) i--
     let set: TlbSet
     if (i >= 0) {
       set = sets[i]!
-      sets.splice(i, 1)
+      for (; i < sets.length - 1; i++) sets[i] = sets[i + 1]!
+      sets[i] = set
     } else {
       set = sets.length >= MAX_TLB_SETS ? this.recycle(sets.shift()!, tag) : newTlbSet(tag)
-      i = sets.length
+      sets.push(set)
     }
-    sets.push(set)
     this.tlbSet = set
     this.tlb = set.entries
     this.tlbList = set.list
@@ -975,6 +986,24 @@ export class Cpu {
     return this.ldSize(this.linR(this.eaSeg, this.ea, size), size)
   }
 
+  /** Read the 32-bit memory operand of ModRM `m` (mod != 3). */
+  readMem32(m: number): number {
+    this.decodeEA(m)
+    return this.ld32(this.linR(this.eaSeg, this.ea, 4))
+  }
+
+  /** The linear address of the memory operand of ModRM `m` (mod != 3), checked for a 32-bit write (and read). */
+  eaLinW32(m: number): number {
+    this.decodeEA(m)
+    return this.linW(this.eaSeg, this.ea, 4)
+  }
+
+  /** Write the 32-bit memory operand of ModRM `m` (mod != 3). */
+  writeMem32(m: number, v: number): void {
+    this.decodeEA(m)
+    this.st32(this.linW(this.eaSeg, this.ea, 4), v)
+  }
+
   /** Write the r/m operand of ModRM `m` (decodes the address: do not mix with readRM). */
   writeRM(m: number, size: AccessSize, v: number): void {
     if (m >= 0xc0) this.setReg(size, m & 7, v)
@@ -1123,7 +1152,7 @@ export class Cpu {
   }
 
   private loadSegment(seg: number, g: SegmentState): void {
-    this.loadSegCache(seg, g.selector, g.base, g.limit, g.access)
+    this.fillSegCache(seg, g.selector, g.base, g.limit, g.access)
   }
 
   /** Write the register state into an existing record (VM exit: no allocation). */
@@ -1164,8 +1193,38 @@ export class Cpu {
     s.a20 = this.a20Mask === -1
   }
 
+  /**
+   * The segment caches, CR0 (PE, PG) and CPL already hold what `s` would load (a vCPU re-entered on the
+   * pCPU it left): what is derived from them (fast-path limits, CPL masks) is current and stays.
+   */
+  private holdsModeOf(s: CpuState): boolean {
+    const cr0 = s.cr0 | 0
+    if (cr0 !== this.cr0) return false
+    const pe = (cr0 & CR0_PE) !== 0
+    if (pe !== this.pe || (pe && (cr0 & CR0_PG) !== 0) !== this.pg) return false
+    if (this.cpl !== (pe ? (this.segAccess[SS]! >> 5) & 3 : 0)) return false
+    return (
+      this.holdsSegment(ES, s.es) &&
+      this.holdsSegment(CS, s.cs) &&
+      this.holdsSegment(SS, s.ss) &&
+      this.holdsSegment(DS, s.ds) &&
+      this.holdsSegment(FS, s.fs) &&
+      this.holdsSegment(GS, s.gs)
+    )
+  }
+
+  private holdsSegment(seg: number, g: SegmentState): boolean {
+    return (
+      this.segSel[seg] === g.selector &&
+      this.segBase[seg] === (g.base | 0) &&
+      this.segLimit[seg] === g.limit >>> 0 &&
+      this.segAccess[seg] === g.access
+    )
+  }
+
   /** Load the register state of a record, leaving the TLB and the TSC alone (VM entry). */
   loadRegisters(s: CpuState): void {
+    const holdsMode = this.holdsModeOf(s)
     const r = this.r32
     r[0] = s.eax
     r[1] = s.ecx
@@ -1187,13 +1246,17 @@ export class Cpu {
     this.idtrLimit = s.idtr.limit & 0xffff
     copySegment(s.ldtr, this.ldtr)
     copySegment(s.tr, this.tr)
-    this.pe = (this.cr0 & CR0_PE) !== 0
-    this.loadSegment(ES, s.es)
-    this.loadSegment(CS, s.cs)
-    this.loadSegment(SS, s.ss)
-    this.loadSegment(DS, s.ds)
-    this.loadSegment(FS, s.fs)
-    this.loadSegment(GS, s.gs)
+    if (holdsMode) {
+      this.invalidateFetch()
+    } else {
+      this.pe = (this.cr0 & CR0_PE) !== 0
+      this.loadSegment(ES, s.es)
+      this.loadSegment(CS, s.cs)
+      this.loadSegment(SS, s.ss)
+      this.loadSegment(DS, s.ds)
+      this.loadSegment(FS, s.fs)
+      this.loadSegment(GS, s.gs)
+    }
     this.flags = (s.eflags & ~0x8028) | 2
     this.ccOp = 0
     this.apicBase = s.msr.apicBase | 0
@@ -1206,7 +1269,7 @@ export class Cpu {
     this.tfTrap = false
     this.eventPending = true
     this.resetPrefixes()
-    this.updateMode()
+    if (!holdsMode) this.updateMode()
   }
 
   setState(s: CpuState): void {

@@ -69,6 +69,8 @@ interface PoolState {
 export class MemoryManager {
   readonly frames: FrameAllocator
   private readonly pools = new Map<VmId, PoolState>()
+  /** The pools with a reservation (the others promise nothing): what `reservedUnused` sums, so an allocation costs O(1) with thousands of VMs. */
+  private readonly reserving = new Set<VmPool>()
   private admissions = 0
 
   constructor(ram: Uint8Array, regions: ReadonlyArray<MemoryRegion>, kernel: KernelReservation = {}) {
@@ -86,6 +88,7 @@ export class MemoryManager {
     if (spec.reservation > available) return new AdmissionRefused({ vm, reservation: spec.reservation, available })
     const pool = new VmPool(vm, spec)
     this.pools.set(vm, { pool, incarnation: ++this.admissions, ept: undefined })
+    if (spec.reservation > 0) this.reserving.add(pool)
     return pool.usage()
   }
 
@@ -107,6 +110,7 @@ export class MemoryManager {
     state.ept?.retire()
     for (const frame of frames) this.must(this.frames.free(frame, vm))
     this.pools.delete(vm)
+    this.reserving.delete(pool)
     const leaked = this.frames.ownedCount(vm)
     if (leaked !== 0)
       throw new MemoryInvariantError(
@@ -211,7 +215,7 @@ export class MemoryManager {
   /** Frames promised to reservations and not used yet, over every VM. */
   reservedUnused(): number {
     let promised = 0
-    for (const { pool } of this.pools.values()) promised += pool.reservedUnused
+    for (const pool of this.reserving) promised += pool.reservedUnused
     return promised
   }
 

@@ -49,13 +49,60 @@ interface Timer {
   readonly fire: () => void
 }
 
+const earlier = (a: Timer, b: Timer): boolean => a.at < b.at || (a.at === b.at && a.seq < b.seq)
+
+/**
+ * The pending virtual timers as a binary min-heap by (at, seq): the earliest
+ * first, ties in the order they were set. O(log n) per timer, so a host with
+ * thousands of VMs, each with a device deadline pending, pays no sort per event.
+ */
+class TimerHeap {
+  private readonly items: Array<Timer> = []
+
+  get first(): Timer | undefined {
+    return this.items[0]
+  }
+
+  push(timer: Timer): void {
+    const items = this.items
+    let i = items.length
+    items.push(timer)
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (!earlier(timer, items[parent]!)) break
+      items[i] = items[parent]!
+      i = parent
+    }
+    items[i] = timer
+  }
+
+  pop(): Timer | undefined {
+    const items = this.items
+    const top = items[0]
+    const last = items.pop()
+    if (top === undefined || last === undefined || items.length === 0) return top
+    let i = 0
+    for (;;) {
+      const left = 2 * i + 1
+      if (left >= items.length) break
+      const right = left + 1
+      const child = right < items.length && earlier(items[right]!, items[left]!) ? right : left
+      if (!earlier(items[child]!, last)) break
+      items[i] = items[child]!
+      i = child
+    }
+    items[i] = last
+    return top
+  }
+}
+
 export interface WorldsApi {
   readonly scheduler: Scheduler
   readonly now: Effect.Effect<number>
   readonly addVm: (config: VmConfig) => Effect.Effect<VmId>
   readonly addWorld: (vm: VmId, body: WorldBody, options?: WorldOptions) => Effect.Effect<WorldId>
   readonly removeVm: (vm: VmId) => Effect.Effect<void>
-  /** Make a halted world runnable (a virtual interrupt arrived). Safe to call from inside a quantum. */
+  /** Make a halted world runnable (a virtual interrupt arrived); no-op for a removed one. Safe to call from inside a quantum. */
   readonly wakeUnsafe: (world: WorldId) => void
   /** Call `fire` when virtual time reaches `at` (ns). Safe to call from inside a quantum. */
   readonly timerAtUnsafe: (at: number, fire: () => void) => void
@@ -82,15 +129,14 @@ export const makeWorlds = (
     const quantum = scheduler.quantum
     const bodies = new Map<WorldId, WorldBody>()
     const worldVm = new Map<WorldId, VmId>()
-    const timers: Array<Timer> = []
+    const timers = new TimerHeap()
     let timerSeq = 0
     let now = scheduler.config.start
     let rounds = 0
     let quanta = 0
 
     const fireDueTimers = () => {
-      timers.sort((a, b) => a.at - b.at || a.seq - b.seq)
-      while (timers.length > 0 && timers[0]!.at <= now) timers.shift()!.fire()
+      while (timers.first !== undefined && timers.first.at <= now) timers.pop()!.fire()
     }
 
     // per-pCPU state: its clock and the slice it is running (charged when the clock reaches its end)
@@ -119,7 +165,7 @@ export const makeWorlds = (
       )
     }
 
-    const nextTimer = () => (timers.length > 0 ? Math.min(...timers.map((t) => t.at)) : Number.POSITIVE_INFINITY)
+    const nextTimer = () => timers.first?.at ?? Number.POSITIVE_INFINITY
 
     /** The next time anything outside pCPU `except` can change what is runnable. */
     const nextWakeup = (except: number, target: number) => {
@@ -215,9 +261,16 @@ export const makeWorlds = (
             scheduler.charge(slice.world, used, clock[p]!, "exited")
           }
           scheduler.removeVm(vm, now)
+          // forget its worlds' bodies (they hold the whole VM); a timer set for one of them may still fire
+          for (const [world, owner] of worldVm) {
+            if (owner !== vm) continue
+            worldVm.delete(world)
+            bodies.delete(world)
+          }
         }),
       wakeUnsafe: (world) => {
-        if (scheduler.stateOf(world) === "halted") scheduler.wake(world, now)
+        // a world of a removed VM (a device timer it set before it was destroyed) has nothing to wake
+        if (bodies.has(world) && scheduler.stateOf(world) === "halted") scheduler.wake(world, now)
       },
       timerAtUnsafe: (at, fire) => {
         timers.push({ at, seq: timerSeq++, fire })

@@ -37,12 +37,17 @@
  *   migrates freely, and "last ran here" is only a tie-breaker (cache
  *   affinity in ESX is a cost/benefit heuristic that is not modelled).
  *
- * Accounting is lazy: every call brings all worlds' columns up to `now`,
- * attributing the interval since the last call to the state each world was
- * in, then re-classifies the runnable ones (ready / costop / limited). A
- * dispatched world is accounted when it is charged: `used` to used, the rest
- * of its dispatch to ready (runnable) or halted (halted / exited); its pCPU
- * gets used and idle likewise.
+ * Accounting is lazy: a world's columns are brought up to `now` when its
+ * state changes, the interval since then going to the state it was in
+ * (`stats` projects the interval still pending); every call re-classifies
+ * the runnable worlds (ready / costop / limited). A dispatched world is
+ * accounted when it is charged: `used` to used, the rest of its dispatch to
+ * ready (runnable) or halted (halted / exited); its pCPU gets used and idle
+ * likewise. So that thousands of idle VMs do not make every event cost
+ * O(VMs), the ready and running worlds are kept in a set (V and `pick` scan
+ * only those), only VMs with a reservation or limit accrue, and only VMs
+ * with a limit or more than one vCPU are re-classified (the waiting world of
+ * any other VM can only be ready).
  *
  * Invariants: `now` never decreases across calls (the caller orders events
  * by virtual time); a pCPU runs at most one world, a world runs on at most
@@ -79,6 +84,12 @@ export class Scheduler {
   readonly config: ResolvedConfig
   private readonly vms = new Map<VmId, VmRec>()
   private readonly worlds = new Map<WorldId, WorldRec>()
+  /** The worlds that are ready or running (what V and `pick` look at), kept by `setState`. */
+  private readonly runnable = new Set<WorldRec>()
+  /** VMs with a reservation or a limit: the only ones whose buckets move (in id order). */
+  private readonly budgeted = new Set<VmRec>()
+  /** VMs `classify` must look at: a limit, or more than one vCPU ever (the others' waiting world is always ready). */
+  private readonly watched = new Set<VmRec>()
   private readonly cpus: Array<PcpuRec>
   private now: number
   private virtualTime = 0
@@ -107,16 +118,19 @@ export class Scheduler {
     const id = this.nextVm++
     const resolved = resolveVmConfig(config, `vm${id}`)
     let reserved = resolved.reservation
-    for (const vm of this.vms.values()) reserved += vm.config.reservation
+    for (const vm of this.budgeted) reserved += vm.config.reservation // the others add 0
     if (reserved > this.config.pcpus + 1e-9)
       throw new SchedulerError(`admission control: reservations would total ${reserved} > ${this.config.pcpus} pCPUs`)
-    this.vms.set(id, {
+    const rec: VmRec = {
       id,
       config: resolved,
       buckets: newBuckets(resolved, this.config.window, this.now),
       worlds: [],
       live: 0
-    })
+    }
+    this.vms.set(id, rec)
+    if (resolved.reservation > 0 || Number.isFinite(resolved.limit)) this.budgeted.add(rec)
+    if (Number.isFinite(resolved.limit)) this.watched.add(rec)
     return id
   }
 
@@ -126,8 +140,13 @@ export class Scheduler {
     this.advance(now)
     for (const w of rec.worlds)
       if (w.state === "running") throw new SchedulerError(`world ${w.id} of vm ${vm} is running`)
-    for (const w of rec.worlds) this.worlds.delete(w.id)
+    for (const w of rec.worlds) {
+      this.worlds.delete(w.id)
+      this.runnable.delete(w)
+    }
     this.vms.delete(vm)
+    this.budgeted.delete(rec)
+    this.watched.delete(rec)
     this.classify(now)
   }
 
@@ -168,6 +187,8 @@ export class Scheduler {
     rec.worlds.push(world)
     rec.live++
     this.worlds.set(id, world)
+    if (world.state === "ready") this.runnable.add(world)
+    if (rec.worlds.length > 1) this.watched.add(rec)
     this.classify(now)
     return id
   }
@@ -187,12 +208,14 @@ export class Scheduler {
     this.advance(now)
     if (p.current !== undefined) throw new SchedulerError(`pcpu ${pcpu} still runs world ${p.current.id}`)
     let best: WorldRec | undefined
-    for (const w of this.worlds.values()) {
+    // `before` is a total order (it ends on the id): the result does not depend on the set's order
+    for (const w of this.runnable) {
       if (w.state !== "ready" || (w.affinity !== undefined && !w.affinity.has(pcpu))) continue
       if (best === undefined || this.before(w, best, pcpu)) best = w
     }
     if (best === undefined) return undefined
-    best.state = "running"
+    this.settle(best, now)
+    this.setState(best, "running")
     best.pcpu = pcpu
     best.dispatchedAt = now
     p.current = best
@@ -226,9 +249,9 @@ export class Scheduler {
     w.pcpu = undefined
     w.since = now
     if (next === "runnable") {
-      w.state = "ready"
+      this.setState(w, "ready")
       w.vtime = Math.min(w.vtime, this.virtualTime + this.config.window / weight)
-    } else if (next === "halted") w.state = "halted"
+    } else if (next === "halted") this.setState(w, "halted")
     else this.exit(w, now)
     this.classify(now)
   }
@@ -239,7 +262,8 @@ export class Scheduler {
     this.advance(now)
     if (w.state === "exited") throw new SchedulerError(`world ${world} has exited`)
     if (w.state !== "halted") return
-    w.state = "ready"
+    this.settle(w, now)
+    this.setState(w, "ready")
     w.vtime = Math.max(w.vtime, this.virtualTime)
     this.classify(now)
   }
@@ -250,7 +274,8 @@ export class Scheduler {
     this.advance(now)
     if (w.state === "running") throw new SchedulerError(`world ${world} is running: charge it with "halted"`)
     if (w.state === "exited") throw new SchedulerError(`world ${world} has exited`)
-    w.state = "halted"
+    this.settle(w, now)
+    this.setState(w, "halted")
     this.classify(now)
   }
 
@@ -265,8 +290,8 @@ export class Scheduler {
    */
   nextLimitLift(): number | undefined {
     let at: number | undefined
-    for (const vm of this.vms.values()) {
-      if (!vm.worlds.some((w) => w.state === "limited")) continue
+    for (const vm of this.watched) {
+      if (!Number.isFinite(vm.config.limit) || !vm.worlds.some((w) => w.state === "limited")) continue
       const t = limitLiftsAt(vm.buckets, vm.config, this.config.window)
       if (t !== undefined && (at === undefined || t < at)) at = t
     }
@@ -285,7 +310,7 @@ export class Scheduler {
 
   // ---- internals ------------------------------------------------------------
 
-  /** Bring pCPU idle time, VM buckets and waiting worlds' columns to `now`, then re-classify. */
+  /** Bring pCPU idle time and VM buckets to `now`, then re-classify (worlds' columns are settled lazily). */
   private advance(now: number): void {
     if (!(now >= this.now)) throw new SchedulerError(`time went backwards: ${now} < ${this.now}`)
     for (const p of this.cpus) {
@@ -293,27 +318,36 @@ export class Scheduler {
       p.idle += now - p.idleSince
       p.idleSince = now
     }
-    for (const vm of this.vms.values()) accrue(vm.buckets, vm.config, this.config.window, now)
-    for (const w of this.worlds.values()) {
-      const dt = now - w.since
-      if (w.state === "running" || w.state === "exited" || dt === 0) continue
-      if (w.state === "ready") w.ready += dt
-      else if (w.state === "costop") w.costop += dt
-      else if (w.state === "limited") w.limited += dt
-      else w.halted += dt
-      w.since = now
-    }
+    // accrual only moves the balances of a VM with a reservation or a limit
+    for (const vm of this.budgeted) accrue(vm.buckets, vm.config, this.config.window, now)
     this.now = now
     this.classify(now)
+  }
+
+  private setState(w: WorldRec, state: WorldState): void {
+    w.state = state
+    if (state === "ready" || state === "running") this.runnable.add(w)
+    else this.runnable.delete(w)
+  }
+
+  /** Bring a waiting or halted world's columns to `now` (before its state changes): the interval goes to its state. */
+  private settle(w: WorldRec, now: number): void {
+    const dt = now - w.since
+    if (w.state === "running" || w.state === "exited" || dt === 0) return
+    if (w.state === "ready") w.ready += dt
+    else if (w.state === "costop") w.costop += dt
+    else if (w.state === "limited") w.limited += dt
+    else w.halted += dt
+    w.since = now
   }
 
   /** Update V, then sort every waiting world into ready / costop / limited. */
   private classify(now: number): void {
     let min = Number.POSITIVE_INFINITY
-    for (const w of this.worlds.values())
-      if ((w.state === "running" || w.state === "ready") && w.vtime < min) min = w.vtime
+    for (const w of this.runnable) if (w.vtime < min) min = w.vtime
     if (min !== Number.POSITIVE_INFINITY && min > this.virtualTime) this.virtualTime = min
-    for (const vm of this.vms.values()) {
+    // the VMs not watched are never limited nor co-stopped: their waiting world is ready already
+    for (const vm of this.watched) {
       const limited = isLimited(vm.buckets, vm.config, this.config.window)
       const lag = vm.live > 1 ? laggardProgress(vcpusOf(vm, now)) : undefined
       for (const w of vm.worlds) {
@@ -323,8 +357,10 @@ export class Scheduler {
           : isCoStopped(progressOf(w, now).progress, lag, this.config.skewThreshold)
             ? "costop"
             : "ready"
-        if (next === "ready" && w.state !== "ready") w.vtime = Math.max(w.vtime, this.virtualTime)
-        w.state = next
+        if (next === w.state) continue
+        if (next === "ready") w.vtime = Math.max(w.vtime, this.virtualTime)
+        this.settle(w, now)
+        this.setState(w, next)
       }
     }
   }
@@ -342,7 +378,8 @@ export class Scheduler {
   }
 
   private exit(w: WorldRec, now: number): void {
-    w.state = "exited"
+    this.settle(w, now)
+    this.setState(w, "exited")
     w.exitedAt = now
     w.since = now
     w.vm.live--

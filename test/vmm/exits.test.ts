@@ -19,7 +19,10 @@ const fabricate = (
 ) => {
   const backed: Array<number> = []
   const injected: Array<[number, number]> = []
+  const portAccesses: Array<string> = []
   let emulated = 0
+  let cpuids = 0
+  let skipped = 0
   const guest = {
     contains: (gpa: number) => gpa < 16 << 20,
     back: (gfn: number) => {
@@ -36,28 +39,74 @@ const fabricate = (
       emulated++
       return emulation
     },
-    injectException: (vector, error) => injected.push([vector, error])
+    skipInstruction: () => {
+      const regs = ctx.vmcs.guest.regs
+      regs.eip = (regs.eip + ctx.vmcs.exit.instructionLength) >>> 0
+      skipped++
+    },
+    injectException: (vector, error) => injected.push([vector, error]),
+    ports: {
+      in: (port, size) => {
+        portAccesses.push(`in ${port.toString(16)}/${size}`)
+        return 0xa5a5a5a5
+      },
+      out: (port, size, value) => {
+        portAccesses.push(`out ${port.toString(16)}/${size}=${value.toString(16)}`)
+      }
+    },
+    cpuid: () => {
+      cpuids++
+    }
   }
   ctx.vmcs.exit.reason = reason
   fill(ctx)
   const action = dispatchExit(ctx)
-  return { action, ctx, backed, injected, emulated: () => emulated }
+  return {
+    action,
+    ctx,
+    backed,
+    injected,
+    portAccesses,
+    emulated: () => emulated,
+    cpuids: () => cpuids,
+    skipped: () => skipped
+  }
 }
 
 describe("exit dispatcher (fabricated exits)", () => {
-  it("I/O: OUT and IN are emulated and counted separately", () => {
-    const out = fabricate(
-      ExitReason.IoInstruction,
-      (c) => (c.vmcs.exit.qualification = ioQualification(1, false, false, false, false, 0x3f8))
-    )
+  it("I/O: OUT and IN go straight to the port bus (RIP past the instruction), string I/O is emulated; counted apart", () => {
+    const out = fabricate(ExitReason.IoInstruction, (c) => {
+      c.vmcs.exit.qualification = ioQualification(2, false, false, false, false, 0x3f8)
+      c.vmcs.exit.instructionLength = 2
+      c.vmcs.guest.regs.eax = 0x12345678
+      c.vmcs.guest.regs.eip = 0x7c00
+    })
     expect(out.action._tag).toBe("Resume")
-    expect(out.emulated()).toBe(1)
+    expect(out.emulated()).toBe(0)
+    expect(out.portAccesses).toEqual(["out 3f8/2=5678"])
+    expect(out.ctx.vmcs.guest.regs.eip).toBe(0x7c02)
+    // carried out by the handler: retired in the guest (the pCPU did not count it: it exited)
+    expect(out.skipped()).toBe(1)
     expect(out.ctx.counters.exit_io_out).toBe(1)
-    const inp = fabricate(
-      ExitReason.IoInstruction,
-      (c) => (c.vmcs.exit.qualification = ioQualification(1, true, false, false, true, 0x60))
-    )
+    const inp = fabricate(ExitReason.IoInstruction, (c) => {
+      c.vmcs.exit.qualification = ioQualification(1, true, false, false, true, 0x60)
+      c.vmcs.exit.instructionLength = 2
+      c.vmcs.guest.regs.eax = 0x12345678
+    })
+    expect(inp.portAccesses).toEqual(["in 60/1"])
+    expect(inp.ctx.vmcs.guest.regs.eax).toBe(0x123456a5)
     expect(inp.ctx.counters.exit_io_in).toBe(1)
+    const ins = fabricate(
+      ExitReason.IoInstruction,
+      (c) => (c.vmcs.exit.qualification = ioQualification(4, true, true, true, false, 0x1f0))
+    )
+    expect(ins.emulated()).toBe(1)
+    expect(ins.skipped()).toBe(0)
+    expect(ins.portAccesses).toEqual([])
+    expect(ins.ctx.counters.exit_io_in).toBe(1)
+    // single-stepping (EFLAGS.TF) goes through the emulator too
+    const stepped = fabricate(ExitReason.IoInstruction, (c) => (c.vmcs.guest.regs.eflags = 0x102))
+    expect(stepped.emulated()).toBe(1)
   })
 
   it("EPT violation inside guest RAM backs the page lazily; outside RAM it is an emulated MMIO access", () => {
@@ -77,7 +126,13 @@ describe("exit dispatcher (fabricated exits)", () => {
   })
 
   it("an exception raised by the emulated instruction is injected into the guest", () => {
-    const r = fabricate(ExitReason.IoInstruction, () => {}, { _tag: "Trap", vector: 13, error: 0, software: false })
+    const outs = ioQualification(1, false, true, false, false, 0x3f8)
+    const r = fabricate(ExitReason.IoInstruction, (c) => (c.vmcs.exit.qualification = outs), {
+      _tag: "Trap",
+      vector: 13,
+      error: 0,
+      software: false
+    })
     expect(r.injected).toEqual([[13, 0]])
     expect(r.action._tag).toBe("Resume")
   })
@@ -89,10 +144,18 @@ describe("exit dispatcher (fabricated exits)", () => {
     })
     expect(r.action._tag).toBe("Halt")
     expect(r.ctx.vmcs.guest.regs.eip).toBe(0x7c11)
+    expect(r.skipped()).toBe(1)
   })
 
-  it("CPUID and MSR accesses are emulated; an external interrupt yields; the preemption timer and the window resume", () => {
-    expect(fabricate(ExitReason.Cpuid).ctx.counters.exit_cpuid).toBe(1)
+  it("CPUID is answered directly, MSR accesses are emulated; an external interrupt yields; the preemption timer and the window resume", () => {
+    const cpuid = fabricate(ExitReason.Cpuid, (c) => {
+      c.vmcs.guest.regs.eip = 0x1000
+      c.vmcs.exit.instructionLength = 2
+    })
+    expect(cpuid.ctx.counters.exit_cpuid).toBe(1)
+    expect([cpuid.cpuids(), cpuid.emulated(), cpuid.skipped(), cpuid.ctx.vmcs.guest.regs.eip]).toEqual([
+      1, 0, 1, 0x1002
+    ])
     expect(fabricate(ExitReason.Rdmsr).ctx.counters.exit_msr_read).toBe(1)
     expect(fabricate(ExitReason.Wrmsr).ctx.counters.exit_msr_write).toBe(1)
     expect(fabricate(ExitReason.PreemptionTimer).action._tag).toBe("Resume")

@@ -177,6 +177,10 @@ describe("virtual machines (hw mode)", () => {
       expect(out).toBe("hi from a VM")
       expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
       expect(vm.counters.exit_io_out).toBe("hi from a VM".length + 1)
+      // every guest instruction retired exactly once: the store that exits on first touch (EPT violation) is
+      // re-executed and counted then; each OUT exits (not retired on the pCPU) and the VMM carries it out.
+      // 3 before the loop, 5 per character, 3 for the final NUL, MOV AL and OUT 0xF4 (which ends the VM)
+      expect(vm.instructions).toBe(3 + 5 * "hi from a VM".length + 3 + 2)
       // lazy backing: only the code page (written by the loader) and the page touched at 0x9000 are backed
       expect(vm.counters.exit_ept_backing).toBe(1)
       expect(vm.guest.frame(0x9000 >>> 12, false)).toBeDefined()

@@ -3,7 +3,6 @@ import { type ExitAction, type ExitContext, Halt } from "./types.ts"
 
 export function handleHlt(ctx: ExitContext): ExitAction {
   ctx.counters.exit_hlt++
-  const regs = ctx.vmcs.guest.regs
-  regs.eip = (regs.eip + ctx.vmcs.exit.instructionLength) >>> 0
+  ctx.skipInstruction()
   return Halt
 }

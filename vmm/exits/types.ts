@@ -5,6 +5,7 @@
  * synchronous and allocation-light; they never throw for anything a guest
  * can cause (those end or reset the VM through `End`).
  */
+import type { IoPorts } from "../../hw/cpu/bus.ts"
 import type { Vmcs } from "../../hw/cpu/vmx/vmcs.ts"
 import type { EmulationResult } from "../emulator.ts"
 import type { GuestPhysical } from "../guest-memory.ts"
@@ -72,6 +73,15 @@ export interface ExitContext {
   readonly counters: ExitCounters
   /** Execute the instruction at the guest's RIP in the emulator (registers updated in the VMCS). */
   readonly emulate: () => EmulationResult
+  /**
+   * The handler has carried out the exiting instruction itself: RIP moves past it (the VM-exit instruction
+   * length), and it counts as retired in the guest (the CPU does not count an instruction that exits).
+   */
+  readonly skipInstruction: () => void
+  /** The VM's port bus, as the emulator reaches it (IN/OUT exits go straight to it, as KVM's fast PIO). */
+  readonly ports: IoPorts
+  /** CPUID as the emulator's CPU answers it, for this vCPU: EAX-EDX of the VMCS's guest registers; RIP is the handler's. */
+  readonly cpuid: () => void
   /** Queue an exception for injection at the next VM entry. */
   readonly injectException: (vector: number, error: number) => void
 }

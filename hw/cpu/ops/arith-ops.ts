@@ -6,9 +6,24 @@
  */
 import type { AccessSize } from "../bus.ts"
 import type { Cpu } from "../cpu.ts"
-import { getCF } from "../flags.ts"
-import { UD } from "../regs.ts"
 import {
+  CC_ADC,
+  CC_ADD,
+  CC_DEC,
+  CC_INC,
+  CC_LOGIC,
+  CC_SBB,
+  CC_SUB,
+  getCF,
+  setArithFlags,
+  setLazy32,
+  szp32
+} from "../flags.ts"
+import { F_CF, F_OF, UD } from "../regs.ts"
+import {
+  ADC,
+  ADD,
+  AND,
   aad,
   aam,
   alu,
@@ -21,8 +36,12 @@ import {
   inc,
   mulAcc,
   neg,
+  OR,
+  SBB,
+  SUB,
   shift,
-  test
+  test,
+  XOR
 } from "./alu.ts"
 import type { Op } from "./types.ts"
 
@@ -137,19 +156,32 @@ export function installArith(one: Array<Op>): void {
     one[base + 4] = aluAccImm(k, true)
     one[base + 5] = aluAccImm(k, false)
   }
-  // the hottest forms, written out: ADD/SUB/XOR/CMP Ev,Gv with register operands
-  one[0x01] = fastEvGv(aluEG(0, false), 0)
-  one[0x29] = fastEvGv(aluEG(5, false), 5)
-  one[0x31] = fastEvGv(aluEG(6, false), 6)
-  one[0x39] = fastEvGv(aluEG(7, false), 7)
   for (let r = 0; r < 8; r++) {
     one[0x40 + r] = (c) => {
-      const size = vsize(c)
-      c.setReg(size, r, inc(c, size, c.getReg(size, r)))
+      if (c.o32) {
+        const r32 = c.r32
+        const v = r32[r]!
+        const cf = getCF(c) ? 1 : 0
+        const res = (v + 1) | 0
+        r32[r] = res
+        setLazy32(c, CC_INC, res, v, 1)
+        c.ccCarry = cf
+      } else {
+        c.r16[r << 1] = inc(c, 2, c.r16[r << 1]!)
+      }
     }
     one[0x48 + r] = (c) => {
-      const size = vsize(c)
-      c.setReg(size, r, dec(c, size, c.getReg(size, r)))
+      if (c.o32) {
+        const r32 = c.r32
+        const v = r32[r]!
+        const cf = getCF(c) ? 1 : 0
+        const res = (v - 1) | 0
+        r32[r] = res
+        setLazy32(c, CC_DEC, res, v, 1)
+        c.ccCarry = cf
+      } else {
+        c.r16[r << 1] = dec(c, 2, c.r16[r << 1]!)
+      }
     }
   }
   one[0x80] = aluGroup(true, true, false)
@@ -218,21 +250,230 @@ export function installArith(one: Array<Op>): void {
     if (c.o32) c.r32[2] = c.r32[0]! >> 31
     else c.r16[4] = (c.r16[0]! << 16) >> 31
   }
+  installFast32(one)
 }
 
-/** A register-register fast path for a hot 32-bit ALU form; memory operands use the generic handler. */
-function fastEvGv(generic: Op, k: number): Op {
-  return (c) => {
-    const eip = c.eip
-    const m = c.fetch8()
-    if (m >= 0xc0 && c.o32) {
+// ---- 32-bit fast paths ----
+// Each hot opcode gets its own function literal calling a small helper with a literal ALU operation, so V8
+// inlines the helper per opcode with the operation constant-folded (closures made in a loop share one
+// compiled body and would dispatch on the operation at run time). 16-bit operands and the rarer operand
+// forms go to the width-generic handlers.
+
+/** 32-bit ALU operation k on a and b: sets the lazy flags; returns the result (CMP: unused). */
+function alu32(c: Cpu, k: number, a: number, b: number): number {
+  let r: number
+  let op: number
+  switch (k) {
+    case ADD:
+      r = (a + b) | 0
+      op = CC_ADD
+      break
+    case OR:
+      r = a | b
+      op = CC_LOGIC
+      break
+    case ADC: {
+      const cin = getCF(c) ? 1 : 0
+      r = (a + b + cin) | 0
+      c.ccCarry = cin
+      op = CC_ADC
+      break
+    }
+    case SBB: {
+      const cin = getCF(c) ? 1 : 0
+      r = (a - b - cin) | 0
+      c.ccCarry = cin
+      op = CC_SBB
+      break
+    }
+    case AND:
+      r = a & b
+      op = CC_LOGIC
+      break
+    case XOR:
+      r = a ^ b
+      op = CC_LOGIC
+      break
+    default:
+      // SUB, CMP
+      r = (a - b) | 0
+      op = CC_SUB
+  }
+  setLazy32(c, op, r, a, b)
+  return r
+}
+
+/** ALU Ev,Gv (01 09 11 19 21 29 31 39). */
+function aluEvGv(c: Cpu, k: number, generic: Op): void {
+  const eip = c.eip
+  const m = c.fetch8()
+  if (c.o32) {
+    const r32 = c.r32
+    const g = r32[(m >> 3) & 7]!
+    if (m >= 0xc0) {
+      const d = m & 7
+      const r = alu32(c, k, r32[d]!, g)
+      if (k !== CMP) r32[d] = r
+    } else if (k === CMP) {
+      alu32(c, k, c.readMem32(m), g)
+    } else {
+      const lin = c.eaLinW32(m)
+      c.st32(lin, alu32(c, k, c.ld32(lin), g))
+    }
+    return
+  }
+  c.eip = eip
+  generic(c)
+}
+
+/** ALU Gv,Ev (03 0B 13 1B 23 2B 33 3B). */
+function aluGvEv(c: Cpu, k: number, generic: Op): void {
+  const eip = c.eip
+  const m = c.fetch8()
+  if (c.o32) {
+    const r32 = c.r32
+    const b = m >= 0xc0 ? r32[m & 7]! : c.readMem32(m)
+    const g = (m >> 3) & 7
+    const r = alu32(c, k, r32[g]!, b)
+    if (k !== CMP) r32[g] = r
+    return
+  }
+  c.eip = eip
+  generic(c)
+}
+
+/** ALU eAX,Iz (05 0D 15 1D 25 2D 35 3D). */
+function aluEaxIz(c: Cpu, k: number, generic: Op): void {
+  if (c.o32) {
+    const imm = c.fetch32()
+    const r32 = c.r32
+    const r = alu32(c, k, r32[0]!, imm)
+    if (k !== CMP) r32[0] = r
+    return
+  }
+  generic(c)
+}
+
+/** Groups 81 (Ev,Iz) and 83 (Ev,Ib sign-extended) with 32-bit operands. */
+function aluGroup32(c: Cpu, byteImmediate: boolean, generic: Op): void {
+  const eip = c.eip
+  const m = c.fetch8()
+  if (c.o32) {
+    const k = (m >> 3) & 7
+    if (m >= 0xc0) {
       const r32 = c.r32
       const d = m & 7
-      const r = alu(c, k, 4, r32[d]!, r32[(m >> 3) & 7]!)
+      const r = alu32(c, k, r32[d]!, byteImmediate ? c.fetch8s() : c.fetch32())
       if (k !== CMP) r32[d] = r
-      return
+    } else if (k === CMP) {
+      const a = c.readMem32(m)
+      alu32(c, k, a, byteImmediate ? c.fetch8s() : c.fetch32())
+    } else {
+      const lin = c.eaLinW32(m)
+      const a = c.ld32(lin)
+      c.st32(lin, alu32(c, k, a, byteImmediate ? c.fetch8s() : c.fetch32()))
     }
-    c.eip = eip
-    generic(c)
+    return
   }
+  c.eip = eip
+  generic(c)
+}
+
+/** Shift groups C1 (Ev,Ib), D1 (Ev,1), D3 (Ev,CL) with a 32-bit register operand. */
+function shiftGroup32(c: Cpu, count: number, generic: Op): void {
+  const eip = c.eip
+  const m = c.fetch8()
+  if (m >= 0xc0 && c.o32) {
+    const n = (count === COUNT_IMM ? c.fetch8() : count === COUNT_ONE ? 1 : c.r8[4]!) & 0x1f
+    if (n === 0) return
+    const r32 = c.r32
+    const d = m & 7
+    r32[d] = shift32(c, (m >> 3) & 7, r32[d]!, n)
+    return
+  }
+  c.eip = eip
+  generic(c)
+}
+
+const COUNT_IMM = 0
+const COUNT_ONE = 1
+const COUNT_CL = 2
+
+/** 32-bit shift or rotate `k` of v by n (1-31); flags as `shift` (alu.ts) sets them. */
+export function shift32(c: Cpu, k: number, v: number, n: number): number {
+  switch (k) {
+    case 0: {
+      // ROL: CF = LSB(result); OF = MSB(result) ^ CF
+      const r = (v << n) | (v >>> (32 - n))
+      const cf = r & 1
+      setCfOf(c, cf, (r >>> 31) ^ cf)
+      return r
+    }
+    case 1: {
+      // ROR: CF = MSB(result); OF = MSB ^ MSB-1 of the result
+      const r = (v >>> n) | (v << (32 - n))
+      const cf = r >>> 31
+      setCfOf(c, cf, cf ^ ((r >>> 30) & 1))
+      return r
+    }
+    case 4:
+    case 6: {
+      const cf = (v >>> (32 - n)) & 1
+      const r = v << n
+      setArithFlags(c, szp32(r) | cf | (((r >>> 31) ^ cf) << 11))
+      return r
+    }
+    case 5: {
+      const cf = (v >>> (n - 1)) & 1
+      const r = v >>> n
+      setArithFlags(c, szp32(r) | cf | ((v >>> 31) << 11))
+      return r | 0
+    }
+    case 7: {
+      const cf = (v >> (n - 1)) & 1
+      const r = v >> n
+      setArithFlags(c, szp32(r) | cf)
+      return r
+    }
+    default:
+      return shift(c, k, 4, v, n)
+  }
+}
+
+/** CF and OF (0 or 1 each) replace the current ones; the other flags are kept. */
+function setCfOf(c: Cpu, cf: number, of: number): void {
+  c.flags = (c.getFlags() & ~(F_CF | F_OF)) | cf | (of << 11)
+}
+
+function installFast32(one: Array<Op>): void {
+  const g = one.slice()
+  one[0x01] = (c) => aluEvGv(c, ADD, g[0x01]!)
+  one[0x09] = (c) => aluEvGv(c, OR, g[0x09]!)
+  one[0x11] = (c) => aluEvGv(c, ADC, g[0x11]!)
+  one[0x19] = (c) => aluEvGv(c, SBB, g[0x19]!)
+  one[0x21] = (c) => aluEvGv(c, AND, g[0x21]!)
+  one[0x29] = (c) => aluEvGv(c, SUB, g[0x29]!)
+  one[0x31] = (c) => aluEvGv(c, XOR, g[0x31]!)
+  one[0x39] = (c) => aluEvGv(c, CMP, g[0x39]!)
+  one[0x03] = (c) => aluGvEv(c, ADD, g[0x03]!)
+  one[0x0b] = (c) => aluGvEv(c, OR, g[0x0b]!)
+  one[0x13] = (c) => aluGvEv(c, ADC, g[0x13]!)
+  one[0x1b] = (c) => aluGvEv(c, SBB, g[0x1b]!)
+  one[0x23] = (c) => aluGvEv(c, AND, g[0x23]!)
+  one[0x2b] = (c) => aluGvEv(c, SUB, g[0x2b]!)
+  one[0x33] = (c) => aluGvEv(c, XOR, g[0x33]!)
+  one[0x3b] = (c) => aluGvEv(c, CMP, g[0x3b]!)
+  one[0x05] = (c) => aluEaxIz(c, ADD, g[0x05]!)
+  one[0x0d] = (c) => aluEaxIz(c, OR, g[0x0d]!)
+  one[0x15] = (c) => aluEaxIz(c, ADC, g[0x15]!)
+  one[0x1d] = (c) => aluEaxIz(c, SBB, g[0x1d]!)
+  one[0x25] = (c) => aluEaxIz(c, AND, g[0x25]!)
+  one[0x2d] = (c) => aluEaxIz(c, SUB, g[0x2d]!)
+  one[0x35] = (c) => aluEaxIz(c, XOR, g[0x35]!)
+  one[0x3d] = (c) => aluEaxIz(c, CMP, g[0x3d]!)
+  one[0x81] = (c) => aluGroup32(c, false, g[0x81]!)
+  one[0x83] = (c) => aluGroup32(c, true, g[0x83]!)
+  one[0xc1] = (c) => shiftGroup32(c, COUNT_IMM, g[0xc1]!)
+  one[0xd1] = (c) => shiftGroup32(c, COUNT_ONE, g[0xd1]!)
+  one[0xd3] = (c) => shiftGroup32(c, COUNT_CL, g[0xd3]!)
 }

@@ -4,7 +4,7 @@ import { iret, softwareInterrupt } from "../interrupts.ts"
 import { BP, DB, F_CF, F_DF, F_IF, F_IOPL, F_OF, GP, OF, UD } from "../regs.ts"
 import { farCall, farJump, farReturn } from "../segmentation.ts"
 import { ExitReason } from "../vmx/exit-reasons.ts"
-import { checkControlExit } from "../vmx/exits.ts"
+import { controlExits } from "../vmx/exits.ts"
 import { ProcControls } from "../vmx/vmcs.ts"
 import { dec, inc } from "./alu.ts"
 import type { Op } from "./types.ts"
@@ -115,7 +115,7 @@ export function installControl(one: Array<Op>): void {
   one[0xcf] = (c) => iret(c, c.o32)
   one[0xf4] = (c) => {
     if (c.pe && c.cpl !== 0) c.fault(GP, 0)
-    checkControlExit(c, ProcControls.HltExiting, ExitReason.Hlt)
+    if (controlExits(c, ProcControls.HltExiting, ExitReason.Hlt)) return
     c.halted = true
     c.eventPending = true
   }

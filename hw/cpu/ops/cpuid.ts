@@ -7,7 +7,7 @@
  */
 import type { Cpu } from "../cpu.ts"
 import { ExitReason } from "../vmx/exit-reasons.ts"
-import { checkUnconditionalExit } from "../vmx/exits.ts"
+import { unconditionalExits } from "../vmx/exits.ts"
 
 const MAX_BASIC = 1
 const MAX_EXTENDED = 0x80000004
@@ -39,7 +39,7 @@ const VENDOR = ascii("GenuineIntel")
 
 export function cpuid(c: Cpu): void {
   // CPUID always exits in VMX non-root operation (SDM 3C 26.1.2)
-  checkUnconditionalExit(c, ExitReason.Cpuid)
+  if (unconditionalExits(c, ExitReason.Cpuid)) return
   let leaf = c.r32[0]! >>> 0
   if (leaf >= 0x80000000 ? leaf > MAX_EXTENDED : leaf > MAX_BASIC) leaf = MAX_BASIC
   let a = 0

@@ -27,14 +27,14 @@ export function checkIoPermission(c: Cpu, port: number, size: AccessSize): void 
 
 function portIn(c: Cpu, port: number, size: AccessSize, immediate: boolean): void {
   checkIoPermission(c, port, size)
-  checkIoExit(c, port, size, true, false, immediate)
+  if (checkIoExit(c, port, size, true, false, immediate)) return
   const v = c.io.in(port, size)
   c.setReg(size, 0, v)
 }
 
 function portOut(c: Cpu, port: number, size: AccessSize, immediate: boolean): void {
   checkIoPermission(c, port, size)
-  checkIoExit(c, port, size, false, false, immediate)
+  if (checkIoExit(c, port, size, false, false, immediate)) return
   const v = c.getReg(size, 0)
   c.io.out(port, size, size === 4 ? v >>> 0 : v)
 }

@@ -91,7 +91,7 @@ function stringOp(opcode: number, kind: number, byte: boolean): Op {
     const size: AccessSize = byte ? 1 : c.o32 ? 4 : 2
     if (kind === INS || kind === OUTS) {
       checkIoPermission(c, c.r16[4]!, size)
-      checkIoExit(c, c.r16[4]!, size, kind === INS, true, false)
+      if (checkIoExit(c, c.r16[4]!, size, kind === INS, true, false)) return
     }
     const delta = (c.flags & F_DF) !== 0 ? -size : size
     if (c.rep === 0) {

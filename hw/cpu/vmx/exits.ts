@@ -12,7 +12,7 @@ import type { Cpu } from "../cpu.ts"
 import { DS, EDI, ES, ESI } from "../regs.ts"
 import { CrAccessType, crQualification, ExitReason, ioQualification } from "./exit-reasons.ts"
 import { ProcControls } from "./vmcs.ts"
-import { vmExitNow } from "./vmx.ts"
+import { vmExitBeforeEffect, vmExitNow } from "./vmx.ts"
 
 /** Read bit `bit` of a bitmap in machine memory (unmapped memory reads as 1s: exits). */
 function bitmapBit(c: Cpu, base: number, bit: number): boolean {
@@ -21,7 +21,11 @@ function bitmapBit(c: Cpu, base: number, bit: number): boolean {
   return ((c.ram[addr]! >> (bit & 7)) & 1) !== 0
 }
 
-/** IN/OUT/INS/OUTS (SDM 26.1.3: unconditional I/O exiting, or the I/O bitmaps when "use I/O bitmaps" is 1). */
+/**
+ * IN/OUT/INS/OUTS (SDM 26.1.3: unconditional I/O exiting, or the I/O bitmaps when "use I/O bitmaps" is 1).
+ * True if the instruction exits: the exit is raised without a throw (vmExitBeforeEffect) and the caller
+ * returns at once, before touching the port.
+ */
 export function checkIoExit(
   c: Cpu,
   port: number,
@@ -29,9 +33,9 @@ export function checkIoExit(
   isIn: boolean,
   isString: boolean,
   immediate: boolean
-): void {
+): boolean {
   const v = c.vmcs
-  if (v === null) return
+  if (v === null) return false
   let exits: boolean
   if ((c.vmProc & ProcControls.UseIoBitmaps) !== 0) {
     exits = false
@@ -44,7 +48,7 @@ export function checkIoExit(
   } else {
     exits = (c.vmProc & ProcControls.UnconditionalIoExiting) !== 0
   }
-  if (!exits) return
+  if (!exits) return false
   // INS/OUTS: the guest-linear-address field gets the linear address of the memory operand, ES:(E)DI for INS and
   // seg:(E)SI for OUTS (SDM 3C 28.2.1 "Guest-linear address")
   if (isString) {
@@ -53,7 +57,8 @@ export function checkIoExit(
     const offset = c.a32 ? c.r32[reg]! : c.r16[reg << 1]!
     v.exit.guestLinearAddress = ((c.segBase[seg]! + offset) & c.a20Mask) >>> 0
   }
-  vmExitNow(c, ExitReason.IoInstruction, ioQualification(size, isIn, isString, c.rep !== 0, immediate, port))
+  vmExitBeforeEffect(c, ExitReason.IoInstruction, ioQualification(size, isIn, isString, c.rep !== 0, immediate, port))
+  return true
 }
 
 /** RDMSR/WRMSR (SDM 26.1.3: always, unless the MSR bitmaps say otherwise). */
@@ -74,6 +79,23 @@ export function checkMsrExit(c: Cpu, msr: number, write: boolean): void {
 /** An instruction that exits when a primary processor-based control is set (HLT, INVLPG, RDTSC, RDPMC, MOV DR...). */
 export function checkControlExit(c: Cpu, control: number, reason: number, qualification = 0): void {
   if (c.vmcs !== null && (c.vmProc & control) !== 0) vmExitNow(c, reason, qualification)
+}
+
+/**
+ * An instruction that exits when a primary processor-based control is set, checked before it has any
+ * effect (HLT): true if it exits, raised without a throw (vmExitBeforeEffect); the caller returns at once.
+ */
+export function controlExits(c: Cpu, control: number, reason: number): boolean {
+  if (c.vmcs === null || (c.vmProc & control) === 0) return false
+  vmExitBeforeEffect(c, reason)
+  return true
+}
+
+/** CPUID-like: always exits in non-root operation, before any effect; true if it exits (the caller returns at once). */
+export function unconditionalExits(c: Cpu, reason: number): boolean {
+  if (c.vmcs === null) return false
+  vmExitBeforeEffect(c, reason)
+  return true
 }
 
 /** An instruction that always exits in non-root operation (CPUID, INVD, VMCALL, ...). */

@@ -175,6 +175,56 @@ export const resetGuestRegisters = (): CpuState => ({
   a20: true
 })
 
+/**
+ * A deep copy of `s` built like resetGuestRegisters' record (structuredClone would give it another hidden
+ * class, and every VM entry and exit reads and writes all of it: loadRegisters / storeRegisters).
+ */
+export const cloneGuestRegisters = (s: CpuState): CpuState => {
+  const r = resetGuestRegisters()
+  r.eax = s.eax
+  r.ecx = s.ecx
+  r.edx = s.edx
+  r.ebx = s.ebx
+  r.esp = s.esp
+  r.ebp = s.ebp
+  r.esi = s.esi
+  r.edi = s.edi
+  r.eip = s.eip
+  r.eflags = s.eflags
+  for (const [to, from] of [
+    [r.es, s.es],
+    [r.cs, s.cs],
+    [r.ss, s.ss],
+    [r.ds, s.ds],
+    [r.fs, s.fs],
+    [r.gs, s.gs],
+    [r.ldtr, s.ldtr],
+    [r.tr, s.tr]
+  ] as const) {
+    to.selector = from.selector
+    to.base = from.base
+    to.limit = from.limit
+    to.access = from.access
+  }
+  r.gdtr.base = s.gdtr.base
+  r.gdtr.limit = s.gdtr.limit
+  r.idtr.base = s.idtr.base
+  r.idtr.limit = s.idtr.limit
+  r.cr0 = s.cr0
+  r.cr2 = s.cr2
+  r.cr3 = s.cr3
+  r.cr4 = s.cr4
+  r.dr = [...s.dr]
+  r.tsc = s.tsc
+  r.msr.apicBase = s.msr.apicBase
+  r.msr.sysenterCs = s.msr.sysenterCs
+  r.msr.sysenterEsp = s.msr.sysenterEsp
+  r.msr.sysenterEip = s.msr.sysenterEip
+  r.halted = s.halted
+  r.a20 = s.a20
+  return r
+}
+
 /** A fresh VMCS (VMCLEAR state) with everything off: the VMM fills in what it needs. */
 export const newVmcs = (): Vmcs => ({
   guest: {

@@ -60,6 +60,32 @@ export function vmExitNow(c: Cpu, reason: number, qualification = 0): never {
   throw FAULT
 }
 
+/**
+ * Raise a VM exit from an instruction that has had no effect yet, without a
+ * throw (V8 walks the stack to build a message for every throw, which would
+ * dominate an I/O- or CPUID-heavy guest's exits): the same exit fields as
+ * vmExitNow, and the same rewind as the run loop's fault path (prefixes
+ * reset, RIP at the first byte, the instruction not retired); `run` returns
+ * VmExit at the next check. The caller returns at once and changes nothing
+ * else.
+ */
+export function vmExitBeforeEffect(c: Cpu, reason: number, qualification = 0): void {
+  const v = c.vmcs!
+  v.exit.reason = reason
+  v.exit.qualification = qualification >>> 0
+  v.exit.instructionLength = (c.eip - c.startEip) >>> 0
+  v.exit.interruptionInfo = 0
+  v.exit.idtVectoringInfo = c.vectoringInfo >>> 0
+  v.exit.idtVectoringErrorCode = c.vectoringError >>> 0
+  c.vectoringInfo = 0
+  c.excVector = 256
+  c.resetPrefixes()
+  c.eip = c.startEip
+  c.instructions-- // the instruction exits instead of executing (SDM 3C 26.1): `run` counted it when it started
+  c.exitCode = RunExit.VmExit
+  c.eventPending = true
+}
+
 /** Record a VM exit caused by an event (exception, interrupt, window, timer): `run` returns VmExit next. */
 export function recordVmExit(c: Cpu, reason: number, qualification = 0, interruptionInfo = 0, errorCode = 0): void {
   const v = c.vmcs!
@@ -140,9 +166,10 @@ export function vmenter(c: Cpu, vmcs: Vmcs, budget: number): RunExit {
   let left = budget
   while (result !== RunExit.VmExit && left > 0) {
     const chunk = timerOn ? Math.max(1, Math.min(left, Math.floor((deadline - c.cycles) / perInstruction))) : left
-    const before = c.instructions
     result = c.run(chunk)
-    left -= c.instructions - before
+    // a chunk that ends on its budget started all `chunk` instructions (those that faulted included: the
+    // budget bounds instructions started, so a guest looping on a fault still reaches the timer or the end)
+    left -= chunk
     if (result === RunExit.Budget && timerOn && c.cycles >= deadline) {
       recordVmExit(c, ExitReason.PreemptionTimer)
       c.exitCode = -1

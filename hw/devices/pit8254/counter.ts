@@ -337,9 +337,12 @@ const nextChange = (c: CounterState): number => {
   }
 }
 
+/** The scratch copy nextRise runs ahead on (reused: the VMM ticks the PIT at every VM exit). */
+const probe: CounterState = newCounter()
+
 /** Pulses from now until OUT's next rising edge (Infinity: none without a new event). */
 export const nextRise = (c: CounterState): number => {
-  const probe = { ...c }
+  Object.assign(probe, c)
   let t = 0
   if (probe.loadPending && loadAllowed(probe)) {
     const before = probe.out

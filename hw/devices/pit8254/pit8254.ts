@@ -145,10 +145,10 @@ export class Pit8254 implements BusDevice, TimedDevice {
 
   // --------------------------------------------------------------- time
 
-  /** Bring every counter to virtual time `now`; emit the rising edges that happened on the way. */
-  private catchUp(now: number): void {
+  /** Bring every counter to virtual time `now`; emit the rising edges that happened on the way. False: nothing to do. */
+  private catchUp(now: number): boolean {
     const target = pitTicks(now)
-    if (!(target > this.synced)) return
+    if (!(target > this.synced)) return false
     const pulses = target - this.synced
     for (let i = 0; i < 3; i++) {
       const c = this.counters[i]!
@@ -156,6 +156,7 @@ export class Pit8254 implements BusDevice, TimedDevice {
       this.drive(i, this.rises[i]! <= target)
     }
     this.synced = target
+    return true
   }
 
   /** After any change: drive the lines to OUT and recompute the next rising edges. */
@@ -185,8 +186,9 @@ export class Pit8254 implements BusDevice, TimedDevice {
 
   /** Advance to `now` (ns); the next rising edge of a connected OUT, or Infinity. */
   tick(now: number): number {
-    this.catchUp(now)
-    this.settle()
+    // every other change settles at once, so with no pulse to catch up the lines and rises are already current
+    // (the vCPU loop ticks at every VM exit: settling again would recompute nextRise for nothing)
+    if (this.catchUp(now)) this.settle()
     return this.deadline()
   }
 

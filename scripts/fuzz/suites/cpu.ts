@@ -165,20 +165,29 @@ interface Outcome {
 /**
  * Run for BUDGET instructions in slices of SLICE (re-entering `run` as a
  * scheduler would), waking the CPU from HLT with an NMI up to WAKES times.
- * A repeated string instruction counts one per REP_CHUNK (4096) iterations,
- * so the run also stops after CYCLE_CAP simulated cycles (one per iteration
- * at the default cost): this bounds the host time of a run. Host exceptions propagate.
+ * Instructions are counted as started (a slice that ends on its budget
+ * started all of its instructions, faulting ones included; after a HLT the
+ * retired ones), so a program looping on a fault ends as soon as one that
+ * makes progress. A repeated string instruction counts one per REP_CHUNK
+ * (4096) iterations, so the run also stops after CYCLE_CAP simulated cycles
+ * (one per iteration at the default cost): this bounds the host time of a
+ * run. Host exceptions propagate.
  */
 function execute(cpu: Cpu): Outcome {
   const exits: Array<RunExit> = []
-  const start = cpu.instructions
   const startCycles = cpu.cycles
+  let started = 0
   let wakes = 0
   let last: RunExit = RunExit.Budget
-  while (cpu.instructions - start < BUDGET && cpu.cycles - startCycles < CYCLE_CAP) {
+  while (started < BUDGET && cpu.cycles - startCycles < CYCLE_CAP) {
     const before = cpu.instructions
-    last = cpu.run(Math.min(SLICE, BUDGET - (cpu.instructions - start)))
-    if (last === RunExit.Budget) continue
+    const slice = Math.min(SLICE, BUDGET - started)
+    last = cpu.run(slice)
+    if (last === RunExit.Budget) {
+      started += slice
+      continue
+    }
+    started += cpu.instructions - before
     exits.push(last)
     if (last !== RunExit.Halt || wakes === WAKES || cpu.instructions === before) break
     wakes++

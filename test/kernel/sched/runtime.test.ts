@@ -112,4 +112,39 @@ describe("world runtime (fibers over the scheduler)", () => {
       expect(second).toBe(first)
     })
   )
+
+  it.effect("virtual timers fire in time order, ties in the order they were set", () =>
+    Effect.gen(function* () {
+      const worlds = yield* Worlds
+      const fired: Array<string> = []
+      const times = [70, 10, 50, 10, 30, 90, 50, 20]
+      for (const [i, t] of times.entries()) worlds.timerAtUnsafe(t * QUANTUM, () => fired.push(`${t}:${i}`))
+      yield* worlds.runFor(60 * QUANTUM)
+      expect(fired).toEqual(["10:1", "10:3", "20:7", "30:4", "50:2", "50:6"])
+      yield* worlds.runFor(40 * QUANTUM)
+      expect(fired.slice(6)).toEqual(["70:0", "90:5"])
+    }).pipe(Effect.provide(runtime(1)), Effect.scoped)
+  )
+
+  it.effect(
+    "a timer set by a world of a removed VM fires harmlessly (a VM destroyed with a device deadline pending)",
+    () =>
+      Effect.gen(function* () {
+        const worlds = yield* Worlds
+        const vm = yield* worlds.addVm({ name: "gone" })
+        let id = -1
+        const body: WorldBody = {
+          run: (_pcpu, start) => {
+            worlds.timerAtUnsafe(start + 10 * QUANTUM, () => worlds.wakeUnsafe(id))
+            return { used: 10_000, next: "halted" }
+          }
+        }
+        id = yield* worlds.addWorld(vm, body)
+        yield* worlds.runFor(QUANTUM)
+        yield* worlds.removeVm(vm)
+        yield* worlds.runFor(20 * QUANTUM)
+        const stats = yield* worlds.stats
+        expect(stats.worlds).toEqual([])
+      }).pipe(Effect.provide(runtime(1)), Effect.scoped)
+  )
 })

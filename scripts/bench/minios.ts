@@ -1,0 +1,163 @@
+/**
+ * `bench minios`: an OS-shaped workload. images/minios is a ring-3
+ * multitasking kernel (paging, a TSS, INT 0x80 system calls, demand-paged
+ * user stacks, a 10 kHz preemptive scheduler, spawn/wait); it runs a fixed
+ * job and ends with a summary line of what it did, counted by the guest
+ * itself (the same on any machine, QEMU included):
+ *   "minios: 6 processes, 17 page faults, 51 system calls, all exited correctly"
+ * (page faults: the demand faults it served; the kill of the misbehaving
+ * child is one #PF more). Those counts over the VM's virtual time (its
+ * clock when the guest wrote to isa-debug-exit) give system calls, page
+ * faults and process creations per simulated second, under every execution
+ * mode that is built (vmm/config.ts availableModes: new modes appear here by
+ * themselves) and every cost profile (the profile sets what an instruction,
+ * a page walk, an event delivery and a VM transition cost in virtual time).
+ * Deterministic; the wall time is reported beside it, read here in scripts/.
+ */
+import { readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+import { Effect } from "effect"
+import { type CostProfileName, decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
+import { costProfiles } from "../../hw/machine/cost-profiles.ts"
+import { Machine } from "../../hw/machine/machine.ts"
+import { Kernel } from "../../kernel/boot.ts"
+import { Worlds } from "../../kernel/sched/runtime.ts"
+import { availableModes, defaultVmConfig, type ExecutionMode } from "../../vmm/config.ts"
+import { planMultibootLoad } from "../../vmm/loader/multiboot.ts"
+import { addStandardDevices } from "../../vmm/platform/standard.ts"
+import { createVm } from "../../vmm/vm.ts"
+
+export const MINIOS_IMAGE = fileURLToPath(new URL("../../images/minios/minios.elf", import.meta.url))
+
+const SUMMARY = /minios: (\d+) processes, (\d+) page faults, (\d+) system calls, all exited correctly/
+
+export interface MiniosCounts {
+  readonly processes: number
+  readonly pageFaults: number
+  readonly syscalls: number
+}
+
+/** The guest's own counts from its console output (undefined: no summary line, the run failed). */
+export const parseMiniosSummary = (serial: string): MiniosCounts | undefined => {
+  const m = SUMMARY.exec(serial)
+  return m === null ? undefined : { processes: Number(m[1]), pageFaults: Number(m[2]), syscalls: Number(m[3]) }
+}
+
+export interface MiniosRow extends MiniosCounts {
+  readonly mode: ExecutionMode
+  readonly profile: CostProfileName
+  /** The VM's virtual time when the guest ended (ns). */
+  readonly simulatedNs: number
+  readonly syscallsPerSecond: number
+  readonly pageFaultsPerSecond: number
+  readonly processesPerSecond: number
+  readonly instructions: number
+  readonly exits: Readonly<Record<string, number>>
+  readonly wallMs: number
+}
+
+export interface MiniosReport {
+  readonly image: string
+  readonly rows: ReadonlyArray<MiniosRow>
+}
+
+export interface MiniosOptions {
+  /** Execution modes (default: every available mode). */
+  readonly modes?: ReadonlyArray<ExecutionMode>
+  /** Cost profiles (default: all). */
+  readonly profiles?: ReadonlyArray<CostProfileName>
+  /** The minios ELF (default: the committed images/minios/minios.elf). */
+  readonly image?: string
+}
+
+const MEMORY_MIB = 16
+/** Virtual time the guest may take before the run counts as failed (it needs about 5 ms). */
+const MAX_NS = 2_000_000_000
+
+/** One minios run on a one-pCPU host with `profile`, its VM in `mode`. */
+export const runMinios = (image: Uint8Array, mode: ExecutionMode, profile: CostProfileName): Effect.Effect<MiniosRow> =>
+  Effect.gen(function* () {
+    const plan = planMultibootLoad(image, { ramBytes: MEMORY_MIB * 1024 * 1024, cmdline: "" })
+    if (plan._tag === "Failure") return yield* Effect.die(new Error(`bench minios: ${plan.failure.message}`))
+    const config = yield* decodeMachineConfig(
+      "bench minios host",
+      JSON.stringify({ ...defaultMachineConfig, pcpus: 1, ramMiB: 64, costProfile: profile, uart: { backend: "none" } })
+    ).pipe(Effect.orDie)
+    const machine = new Machine(config)
+    return yield* Effect.gen(function* () {
+      let serial = ""
+      const vm = yield* createVm(
+        { ...defaultVmConfig("minios", "minios.elf"), memoryMiB: MEMORY_MIB, mode },
+        { writes: plan.success.writes, registers: plan.success.registers },
+        { console: (byte) => (serial += String.fromCharCode(byte)) }
+      ).pipe(Effect.orDie)
+      addStandardDevices(vm)
+      const worlds = yield* Worlds
+      const start = performance.now()
+      for (let t = 0; t < MAX_NS && vm.ended === undefined; t += 10_000_000) yield* worlds.runFor(10_000_000)
+      const wallMs = performance.now() - start
+      const counts = parseMiniosSummary(serial)
+      if (vm.ended?._tag !== "DebugExit" || vm.ended.code !== 0 || counts === undefined) {
+        const how = vm.ended === undefined ? "still running" : JSON.stringify(vm.ended)
+        return yield* Effect.die(new Error(`bench minios (${mode}, ${profile}): the guest failed (${how}):\n${serial}`))
+      }
+      const seconds = vm.now / 1e9
+      return {
+        mode,
+        profile,
+        ...counts,
+        simulatedNs: vm.now,
+        syscallsPerSecond: counts.syscalls / seconds,
+        pageFaultsPerSecond: counts.pageFaults / seconds,
+        processesPerSecond: counts.processes / seconds,
+        instructions: vm.instructions,
+        exits: Object.fromEntries(Object.entries(vm.counters).filter(([, n]) => n > 0)),
+        wallMs
+      }
+    }).pipe(Effect.provide(Kernel.boot(machine)), Effect.scoped)
+  }).pipe(Effect.orDie)
+
+/** Effect-returning: minios under every (mode, cost profile) pair. */
+export const benchMinios = (options: MiniosOptions = {}): Effect.Effect<MiniosReport> =>
+  Effect.gen(function* () {
+    const path = options.image ?? MINIOS_IMAGE
+    const image = yield* Effect.try(() => new Uint8Array(readFileSync(path))).pipe(Effect.orDie)
+    const rows: Array<MiniosRow> = []
+    for (const mode of options.modes ?? availableModes)
+      for (const profile of options.profiles ?? (Object.keys(costProfiles) as Array<CostProfileName>))
+        rows.push(yield* runMinios(image, mode, profile))
+    return { image: path, rows }
+  })
+
+const rate = (n: number) => Math.round(n).toLocaleString("en-US")
+
+export const formatMinios = (report: MiniosReport): string => {
+  const header = [
+    "mode",
+    "profile",
+    "sim ms",
+    "syscalls/s",
+    "page faults/s",
+    "processes/s",
+    "counts (sc/pf/proc)",
+    "wall ms"
+  ]
+  const body = report.rows.map((r) => [
+    r.mode,
+    r.profile,
+    (r.simulatedNs / 1e6).toFixed(3),
+    rate(r.syscallsPerSecond),
+    rate(r.pageFaultsPerSecond),
+    rate(r.processesPerSecond),
+    `${r.syscalls}/${r.pageFaults}/${r.processes}`,
+    r.wallMs.toFixed(0)
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)))
+  const fmt = (row: ReadonlyArray<string>) =>
+    row.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")
+  return [
+    "minios: system calls, page faults and process creations per simulated second (counts from the guest's summary line)",
+    fmt(header),
+    ...body.map(fmt)
+  ].join("\n")
+}

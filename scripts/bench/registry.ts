@@ -73,7 +73,7 @@ export const benchmarks: ReadonlyArray<Benchmark> = [
         met: r.powerOn.total < 20
       },
       {
-        metric: "boot to first byte (first in a fresh process)",
+        metric: "boot to first byte (first boot in this process)",
         value: r.cold.total,
         unit: "ms",
         target: "< 20",

@@ -17,7 +17,6 @@
  * layer allowed to.
  */
 import { Effect } from "effect"
-import { resetGuestRegisters } from "../../hw/cpu/vmx/vmcs.ts"
 import { type CostProfileName, decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
 import { costProfiles } from "../../hw/machine/cost-profiles.ts"
 import { Machine } from "../../hw/machine/machine.ts"
@@ -25,8 +24,9 @@ import { Kernel } from "../../kernel/boot.ts"
 import { Worlds } from "../../kernel/sched/runtime.ts"
 import { defaultVmConfig } from "../../vmm/config.ts"
 import type { ExitCounters } from "../../vmm/exits/types.ts"
+import { flat32Payload } from "../../vmm/loader/raw-payload.ts"
 import { addStandardDevices } from "../../vmm/platform/standard.ts"
-import { type BootPayload, createVm } from "../../vmm/vm.ts"
+import { createVm } from "../../vmm/vm.ts"
 
 const le32 = (n: number) => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24]
 
@@ -77,20 +77,6 @@ export const cpuidGuest: ExitGuest = {
 }
 
 export const exitGuests = [ioGuest, cpuidGuest] as const
-
-const CODE = 0x100000
-
-/** Flat 32-bit protected mode (CR0.PE, no paging), ring 0, code at 1 MiB. */
-export const flat32Payload = (bytes: ReadonlyArray<number>): BootPayload => {
-  const registers = resetGuestRegisters()
-  const data = { selector: 0x10, base: 0, limit: 0xffffffff, access: 0xc093 }
-  registers.cr0 = 0x11
-  registers.cs = { selector: 0x08, base: 0, limit: 0xffffffff, access: 0xc09b }
-  registers.ds = registers.es = registers.ss = registers.fs = registers.gs = data
-  registers.eip = CODE
-  registers.esp = 0x80000
-  return { writes: [{ address: CODE, bytes: Uint8Array.from(bytes) }], registers }
-}
 
 export interface ExitRun {
   readonly guest: string

@@ -15,7 +15,8 @@
  * so with its EPT (PML4, PDPT, PD, PT) it owns six machine frames. test/bench
  * checks the bytes disassemble to the listing and that it really sleeps.
  */
-import { resetGuestRegisters } from "../../hw/cpu/vmx/vmcs.ts"
+
+import { realModePayload } from "../../vmm/loader/raw-payload.ts"
 import type { BootPayload } from "../../vmm/vm.ts"
 
 export const IDLE_CODE = 0x7c00
@@ -144,9 +145,4 @@ export const idleGuestBytes: ReadonlyArray<number> = [
 export const IDLE_CODE_LENGTH = 0x45
 
 /** The boot payload: the program at 0x7C00, the vCPU in real mode at 0000:7C00. */
-export const idleGuestPayload = (): BootPayload => {
-  const registers = resetGuestRegisters()
-  registers.cs = { selector: 0, base: 0, limit: 0xffff, access: 0x9b }
-  registers.eip = IDLE_CODE
-  return { writes: [{ address: IDLE_CODE, bytes: Uint8Array.from(idleGuestBytes) }], registers }
-}
+export const idleGuestPayload = (): BootPayload => realModePayload(idleGuestBytes, IDLE_CODE)

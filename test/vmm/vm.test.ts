@@ -17,6 +17,7 @@ import { Worlds } from "../../kernel/sched/runtime.ts"
 import { vmExits } from "../../kernel/trace/metrics.ts"
 import { decodeVmConfig, defaultVmConfig } from "../../vmm/config.ts"
 import { planMultibootLoad } from "../../vmm/loader/multiboot.ts"
+import { flat32Payload, realModePayload } from "../../vmm/loader/raw-payload.ts"
 import { addStandardDevices } from "../../vmm/platform/standard.ts"
 import { type BootPayload, createVm, type VirtualMachine } from "../../vmm/vm.ts"
 import { assemble } from "../hw/cpu/harness.ts"
@@ -27,12 +28,7 @@ const machine = () =>
   new Machine(Effect.runSync(decodeMachineConfig("test", JSON.stringify({ ...defaultMachineConfig, ramMiB: 64 }))))
 
 /** Real-mode code at 0x7C00 (CS:IP = 0:7C00), as a boot sector runs. */
-const realMode = (source: string): BootPayload => {
-  const registers = resetGuestRegisters()
-  registers.cs = { selector: 0, base: 0, limit: 0xffff, access: 0x9b }
-  registers.eip = 0x7c00
-  return { writes: [{ address: 0x7c00, bytes: assemble(`bits 16\norg 0x7c00\n${source}`).bytes }], registers }
-}
+const realMode = (source: string): BootPayload => realModePayload(assemble(`bits 16\norg 0x7c00\n${source}`).bytes)
 
 const hello = (text: string, exitCode: number) =>
   realMode(`
@@ -67,16 +63,7 @@ const debugExit = (vm: VirtualMachine) =>
   ] as const
 
 /** Flat 32-bit protected-mode code at 1 MiB (as a Multiboot loader leaves a kernel). */
-const flat32 = (source: string): BootPayload => {
-  const registers = resetGuestRegisters()
-  const data = { selector: 0x10, base: 0, limit: 0xffffffff, access: 0xc093 }
-  registers.cr0 = 0x11
-  registers.cs = { selector: 0x08, base: 0, limit: 0xffffffff, access: 0xc09b }
-  registers.ds = registers.es = registers.ss = registers.fs = registers.gs = data
-  registers.eip = 0x100000
-  registers.esp = 0x80000
-  return { writes: [{ address: 0x100000, bytes: assemble(`bits 32\norg 0x100000\n${source}`).bytes }], registers }
-}
+const flat32 = (source: string): BootPayload => flat32Payload(assemble(`bits 32\norg 0x100000\n${source}`).bytes)
 
 /** SMP: the boot vCPU starts every AP with INIT + SIPI through its local APIC; each AP adds itself to a counter. */
 const smpSource = (vcpus: number) => `

@@ -48,6 +48,12 @@ const tlbTag = (vpid: number, eptp: number): number => (vpid & 0xffff) * 2 ** 32
  * been decoded so far.
  */
 export function vmExitNow(c: Cpu, reason: number, qualification = 0): never {
+  recordInstructionExit(c, reason, qualification)
+  throw FAULT
+}
+
+/** The exit fields of an exit an instruction causes (SDM 3C 27.2.1, 27.2.4), and the VM-exit marker. */
+function recordInstructionExit(c: Cpu, reason: number, qualification: number): void {
   const v = c.vmcs!
   v.exit.reason = reason
   v.exit.qualification = qualification >>> 0
@@ -57,7 +63,6 @@ export function vmExitNow(c: Cpu, reason: number, qualification = 0): never {
   v.exit.idtVectoringErrorCode = c.vectoringError >>> 0
   c.vectoringInfo = 0
   c.excVector = 256
-  throw FAULT
 }
 
 /**
@@ -70,15 +75,7 @@ export function vmExitNow(c: Cpu, reason: number, qualification = 0): never {
  * else.
  */
 export function vmExitBeforeEffect(c: Cpu, reason: number, qualification = 0): void {
-  const v = c.vmcs!
-  v.exit.reason = reason
-  v.exit.qualification = qualification >>> 0
-  v.exit.instructionLength = (c.eip - c.startEip) >>> 0
-  v.exit.interruptionInfo = 0
-  v.exit.idtVectoringInfo = c.vectoringInfo >>> 0
-  v.exit.idtVectoringErrorCode = c.vectoringError >>> 0
-  c.vectoringInfo = 0
-  c.excVector = 256
+  recordInstructionExit(c, reason, qualification)
   c.resetPrefixes()
   c.eip = c.startEip
   c.instructions-- // the instruction exits instead of executing (SDM 3C 26.1): `run` counted it when it started

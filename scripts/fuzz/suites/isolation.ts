@@ -13,12 +13,12 @@
 import { Effect } from "effect"
 import fc from "fast-check"
 import { disassembleAll } from "../../../hw/cpu/disasm.ts"
-import { resetGuestRegisters } from "../../../hw/cpu/vmx/vmcs.ts"
 import { decodeMachineConfig, defaultMachineConfig } from "../../../hw/machine/config.ts"
 import { Machine } from "../../../hw/machine/machine.ts"
 import { Kernel } from "../../../kernel/boot.ts"
 import { Worlds } from "../../../kernel/sched/runtime.ts"
 import { defaultVmConfig } from "../../../vmm/config.ts"
+import { flat32Payload, realModePayload } from "../../../vmm/loader/raw-payload.ts"
 import { type BootPayload, createVm, type VirtualMachine } from "../../../vmm/vm.ts"
 import type { FuzzSuite } from "../campaign.ts"
 
@@ -26,21 +26,8 @@ const VICTIMS = 4
 type GuestMode = "real" | "flat32"
 export type HostileProgram = readonly [bytes: Uint8Array, mode: GuestMode]
 
-const payload = (bytes: Uint8Array, mode: GuestMode): BootPayload => {
-  const registers = resetGuestRegisters()
-  if (mode === "real") {
-    registers.cs = { selector: 0, base: 0, limit: 0xffff, access: 0x9b }
-    registers.eip = 0x7c00
-    return { writes: [{ address: 0x7c00, bytes }], registers }
-  }
-  const data = { selector: 0x10, base: 0, limit: 0xffffffff, access: 0xc093 }
-  registers.cr0 = 0x11
-  registers.cs = { selector: 0x08, base: 0, limit: 0xffffffff, access: 0xc09b }
-  registers.ds = registers.es = registers.ss = registers.fs = registers.gs = data
-  registers.eip = 0x100000
-  registers.esp = 0x80000
-  return { writes: [{ address: 0x100000, bytes }], registers }
-}
+const payload = (bytes: Uint8Array, mode: GuestMode): BootPayload =>
+  mode === "real" ? realModePayload(bytes) : flat32Payload(bytes)
 
 /**
  * A victim (16-bit code at 0x7C00): fill 0x2000..0x2FFF with its own byte,

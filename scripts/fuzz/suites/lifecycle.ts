@@ -25,7 +25,6 @@
  */
 import { Effect, Exit, Scope } from "effect"
 import fc from "fast-check"
-import { resetGuestRegisters } from "../../../hw/cpu/vmx/vmcs.ts"
 import { decodeMachineConfig, defaultMachineConfig } from "../../../hw/machine/config.ts"
 import { Machine } from "../../../hw/machine/machine.ts"
 import { Kernel } from "../../../kernel/boot.ts"
@@ -33,6 +32,7 @@ import { MachineMemory } from "../../../kernel/memory/service.ts"
 import { Worlds } from "../../../kernel/sched/runtime.ts"
 import type { SchedulerStats } from "../../../kernel/sched/types.ts"
 import { defaultVmConfig } from "../../../vmm/config.ts"
+import { flat32Payload, realModePayload } from "../../../vmm/loader/raw-payload.ts"
 import { addStandardDevices } from "../../../vmm/platform/standard.ts"
 import { type BootPayload, createVm, type VirtualMachine, VmError } from "../../../vmm/vm.ts"
 import { type FuzzSuite, renderSteps } from "../campaign.ts"
@@ -55,33 +55,20 @@ export type LifecycleOp =
   | { readonly op: "pause" | "resume" | "reset" | "powerOff" | "destroy"; readonly slot: number }
   | { readonly op: "run"; readonly us: number }
 
-const real = (bytes: ReadonlyArray<number>): BootPayload => {
-  const registers = resetGuestRegisters()
-  registers.cs = { selector: 0, base: 0, limit: 0xffff, access: 0x9b }
-  registers.eip = 0x7c00
-  return { writes: [{ address: 0x7c00, bytes: Uint8Array.from(bytes) }], registers }
-}
+const real = realModePayload
 
 const le32 = (n: number) => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24]
 
 /** Flat 32-bit code at 1 MiB that writes one byte into every page from 1 MiB + 4 KiB to the end of RAM, then halts. */
-const touchEveryPage = (ramBytes: number): BootPayload => {
-  const registers = resetGuestRegisters()
-  const data = { selector: 0x10, base: 0, limit: 0xffffffff, access: 0xc093 }
-  registers.cr0 = 0x11
-  registers.cs = { selector: 0x08, base: 0, limit: 0xffffffff, access: 0xc09b }
-  registers.ds = registers.es = registers.ss = registers.fs = registers.gs = data
-  registers.eip = 0x100000
-  const code = [
+const touchEveryPage = (ramBytes: number): BootPayload =>
+  flat32Payload([
     ...[0xb8, ...le32(0x101000)], // mov eax, 0x101000
     ...[0xc6, 0x00, 0x01], // l: mov byte [eax], 1
     ...[0x05, ...le32(0x1000)], // add eax, 0x1000
     ...[0x3d, ...le32(ramBytes)], // cmp eax, ramBytes
     ...[0x72, 0xf1], // jb l
     ...[0xf4, 0xeb, 0xfd] // hlt; jmp $-1
-  ]
-  return { writes: [{ address: 0x100000, bytes: Uint8Array.from(code) }], registers }
-}
+  ])
 
 const program = (name: GuestProgram, memoryMiB: number): BootPayload => {
   switch (name) {

@@ -27,7 +27,6 @@
  */
 import { Effect } from "effect"
 import fc from "fast-check"
-import { resetGuestRegisters } from "../../../hw/cpu/vmx/vmcs.ts"
 import { decodeMachineConfig, defaultMachineConfig } from "../../../hw/machine/config.ts"
 import { Machine } from "../../../hw/machine/machine.ts"
 import { Kernel } from "../../../kernel/boot.ts"
@@ -36,6 +35,7 @@ import { MachineMemory } from "../../../kernel/memory/service.ts"
 import { Worlds } from "../../../kernel/sched/runtime.ts"
 import { VSwitch } from "../../../kernel/vswitch/vswitch.ts"
 import { defaultVmConfig } from "../../../vmm/config.ts"
+import { flat32Registers } from "../../../vmm/loader/raw-payload.ts"
 import { addVirtioDevices } from "../../../vmm/platform/virtio.ts"
 import { memoryBlockStore, SECTOR_SIZE, VirtioBlkType } from "../../../vmm/virtio/blk.ts"
 import { VirtioReg as R, VirtioStatus, virtioMmioBase } from "../../../vmm/virtio/mmio.ts"
@@ -302,13 +302,7 @@ export const vmPayload = (c: VmCase): BootPayload => {
   new DataView(header.buffer).setUint32(8, SECTOR, true)
   const txPacket = new Uint8Array(VIRTIO_NET_HDR_SIZE + txFrame.length)
   txPacket.set(txFrame, VIRTIO_NET_HDR_SIZE)
-  const registers = resetGuestRegisters()
-  const data = { selector: 0x10, base: 0, limit: 0xffffffff, access: 0xc093 }
-  registers.cr0 = 0x11
-  registers.cs = { selector: 0x08, base: 0, limit: 0xffffffff, access: 0xc09b }
-  registers.ds = registers.es = registers.ss = registers.fs = registers.gs = data
-  registers.eip = CODE
-  registers.esp = CODE
+  const registers = flat32Registers(CODE, CODE)
   return {
     registers,
     writes: [

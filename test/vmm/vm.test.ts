@@ -175,6 +175,73 @@ describe("virtual machines (hw mode)", () => {
     }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
   })
 
+  it.effect("an interrupt pending at STI arrives right after the next instruction, even when that one exits", () => {
+    // IRQ 0 (the PIT, vector 0x20) is pending while IF = 0; STI's shadow covers exactly one instruction,
+    // CPUID, which exits to the VMM and completes there: the handler prints "ok" when the interrupted IP is
+    // the instruction after CPUID, "l" when one more instruction ran first (SDM 3A 6.8.3)
+    const m = machine()
+    let out = ""
+    return Effect.gen(function* () {
+      const vm = yield* createVm(
+        defaultVmConfig("sti-shadow", "inline"),
+        realMode(`
+  cli
+  xor ax, ax
+  mov ds, ax
+  mov ss, ax
+  mov sp, 0x7000
+  mov word [0x20 * 4], handler
+  mov word [0x20 * 4 + 2], 0
+  mov al, 0x11                  ; 8259A: ICW1..ICW4, vectors 0x20.., only IRQ 0 unmasked
+  out 0x20, al
+  mov al, 0x20
+  out 0x21, al
+  mov al, 0x04
+  out 0x21, al
+  mov al, 0x01
+  out 0x21, al
+  mov al, 0xfe
+  out 0x21, al
+  mov al, 0x34                  ; PIT channel 0, mode 2, divisor 16 (75 kHz)
+  out 0x43, al
+  mov al, 0x10
+  out 0x40, al
+  xor al, al
+  out 0x40, al
+  mov cx, 0xffff                ; with IF = 0, long enough for a tick to be pending
+spin:
+  loop spin
+  sti
+  cpuid
+after_cpuid:
+  inc cx
+  jmp after_cpuid
+handler:
+  mov bp, sp
+  mov dx, 0x3f8
+  cmp word [bp], after_cpuid
+  jne late
+  mov al, 'o'
+  out dx, al
+  mov al, 'k'
+  out dx, al
+  jmp done
+late:
+  mov al, 'l'
+  out dx, al
+done:
+  xor al, al
+  out 0xf4, al
+  hlt
+`),
+        { console: (b) => (out += String.fromCharCode(b)), ports: debugExit }
+      )
+      yield* (yield* Worlds).runFor(20_000_000)
+      expect(out).toBe("ok")
+      expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+    }).pipe(Effect.provide(Kernel.boot(m)), Effect.scoped)
+  })
+
   it.effect("per-VM, per-exit-reason counters become Effect metrics when the VM's scope closes", () => {
     const m = machine()
     return Effect.gen(function* () {

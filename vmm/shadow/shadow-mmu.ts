@@ -193,11 +193,16 @@ export class ShadowMmu {
     this.dv = new DataView(source.ram.buffer, source.ram.byteOffset, source.ram.byteLength)
   }
 
-  /** Guest CR0.WP / CR4.PSE changed: every shadow is derived under the old rules, so flush. */
-  setControls(controls: GuestPagingControls): void {
+  /**
+   * Guest CR0.WP / CR4.PSE (re)loaded. When they change, every shadow was
+   * derived under the old rules: flushAll, and the returned machine CR3 (a
+   * fresh root for the current guest CR3) is what the pCPU must load. Returns
+   * the current machine CR3 either way (undefined before any switchCr3).
+   */
+  setControls(controls: GuestPagingControls): number | undefined {
     const same = controls.cr0Wp === this.controls.cr0Wp && controls.cr4Pse === this.controls.cr4Pse
     this.controls = { cr0Wp: controls.cr0Wp, cr4Pse: controls.cr4Pse }
-    if (!same) this.flushAll()
+    return same ? this.shadowCr3 : this.flushAll()
   }
 
   /**
@@ -224,9 +229,10 @@ export class ShadowMmu {
   }
 
   private makeRoot(gfn: number): ShadowRoot | AllocationError {
+    // evict first, so the new root reuses the evicted frames instead of growing the pool
+    while (this.roots.size >= this.cacheSize) this.dropRoot(this.roots.values().next().value!)
     const frame = this.allocate()
     if (typeof frame !== "number") return frame
-    while (this.roots.size >= this.cacheSize) this.dropRoot(this.roots.values().next().value!)
     const wasTraced = this.isTraced(gfn)
     const root: ShadowRoot = { guestGfn: gfn, frame, children: new Map() }
     this.roots.set(gfn, root)
@@ -424,9 +430,9 @@ export class ShadowMmu {
       this.stats.tablesBuilt++
       if (guestGfn !== undefined) {
         const wasTraced = this.isTraced(guestGfn)
-        let set = this.ptsByGfn.get(guestGfn)
-        if (set === undefined) this.ptsByGfn.set(guestGfn, (set = new Set()))
-        set.add(pt)
+        const set = this.ptsByGfn.get(guestGfn)
+        if (set === undefined) this.ptsByGfn.set(guestGfn, new Set([pt]))
+        else set.add(pt)
         if (!wasTraced) this.writeProtect(guestGfn)
       }
     }
@@ -448,9 +454,9 @@ export class ShadowMmu {
     const addr = pt.frame * FRAME + index * 4
     this.dv.setUint32(addr, leaf, true)
     pt.leaves.set(index, gfn)
-    let set = this.rmap.get(gfn)
-    if (set === undefined) this.rmap.set(gfn, (set = new Set()))
-    set.add(addr)
+    const set = this.rmap.get(gfn)
+    if (set === undefined) this.rmap.set(gfn, new Set([addr]))
+    else set.add(addr)
   }
 
   private clearLeaf(pt: ShadowPt, index: number): void {

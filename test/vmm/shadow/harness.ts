@@ -10,7 +10,7 @@ import { Cpu } from "../../../hw/cpu/cpu.ts"
 import { FAULT } from "../../../hw/cpu/fault.ts"
 import { Access, tlbFill } from "../../../hw/cpu/paging.ts"
 import { CR0_PE, CR0_PG, CR0_WP, CR4_PSE } from "../../../hw/cpu/regs.ts"
-import { ShadowMmu, type ShadowGuest } from "../../../vmm/shadow/shadow-mmu.ts"
+import { type ShadowGuest, ShadowMmu } from "../../../vmm/shadow/shadow-mmu.ts"
 
 export const MACHINE_BYTES = 32 << 20
 export const GUEST_BYTES = 8 << 20

@@ -64,6 +64,8 @@ interface PoolState {
   /** Which admission of this VM id this is (ids may be reused after release). */
   readonly incarnation: number
   ept: EptBuilder | undefined
+  /** Shadow page-table frames handed out by `shadowFrames` (vmm/shadow keeps and reuses them until release). */
+  readonly shadow: Array<number>
 }
 
 export class MemoryManager {
@@ -87,7 +89,7 @@ export class MemoryManager {
     const available = this.unreservedFree()
     if (spec.reservation > available) return new AdmissionRefused({ vm, reservation: spec.reservation, available })
     const pool = new VmPool(vm, spec)
-    this.pools.set(vm, { pool, incarnation: ++this.admissions, ept: undefined })
+    this.pools.set(vm, { pool, incarnation: ++this.admissions, ept: undefined, shadow: [] })
     if (spec.reservation > 0) this.reserving.add(pool)
     return pool.usage()
   }
@@ -101,12 +103,12 @@ export class MemoryManager {
     return this.pools.get(vm)?.incarnation
   }
 
-  /** Return every frame of `vm` (guest frames and EPT tables) and forget its pool. Returns the frames freed. */
+  /** Return every frame of `vm` (guest frames, EPT and shadow tables) and forget its pool. Returns the frames freed. */
   release(vm: VmId): number | UnknownVm {
     const state = this.pools.get(vm)
     if (state === undefined) return new UnknownVm({ vm })
     const { pool } = state
-    const frames = [...pool.guest.values(), ...(state.ept?.tableFrames() ?? [])]
+    const frames = [...pool.guest.values(), ...(state.ept?.tableFrames() ?? []), ...state.shadow]
     state.ept?.retire()
     for (const frame of frames) this.must(this.frames.free(frame, vm))
     this.pools.delete(vm)
@@ -187,6 +189,27 @@ export class MemoryManager {
     return made
   }
 
+  /**
+   * Where `vm`'s shadow page tables (vmm/shadow) get their frames: zeroed
+   * machine frames charged to its pool like EPT tables (limit, reservation),
+   * owned by it, and returned with it on release.
+   */
+  shadowFrames(vm: VmId): { readonly ram: Uint8Array; allocateTable(): number | AllocationError } | UnknownVm {
+    const state = this.pools.get(vm)
+    if (state === undefined) return new UnknownVm({ vm })
+    const { pool, shadow } = state
+    return {
+      ram: this.frames.ram,
+      allocateTable: () => {
+        const frame = this.allocateFor(pool)
+        if (typeof frame !== "number") return frame
+        pool.tableFrames++
+        shadow.push(frame)
+        return frame
+      }
+    }
+  }
+
   /** `vm`'s EPT if it has been made (no allocation). */
   existingEpt(vm: VmId): EptBuilder | undefined | UnknownVm {
     const state = this.pools.get(vm)
@@ -239,17 +262,18 @@ export class MemoryManager {
   checkInvariants(): Array<string> {
     const problems = this.frames.checkInvariants()
     let promised = 0
-    for (const { pool, ept } of this.pools.values()) {
+    for (const { pool, ept, shadow } of this.pools.values()) {
       const vm = pool.vm
       promised += pool.reservedUnused
-      const recorded = [...pool.guest.values(), ...(ept?.tableFrames() ?? [])]
+      const recorded = [...pool.guest.values(), ...(ept?.tableFrames() ?? []), ...shadow]
       const distinct = new Set(recorded)
       if (distinct.size !== recorded.length) problems.push(`VM ${vm}: a frame is recorded twice`)
       const owned = this.frames.framesOf(vm)
       if (owned.length !== recorded.length || owned.some((f) => !distinct.has(f)))
         problems.push(`VM ${vm}: records ${recorded.length} frame(s), the allocator says it owns ${owned.length}`)
-      if ((ept?.tableFrames().length ?? 0) !== pool.tableFrames)
-        problems.push(`VM ${vm}: ${pool.tableFrames} table frame(s) counted, the EPT has ${ept?.tableFrames().length}`)
+      const tables = (ept?.tableFrames().length ?? 0) + shadow.length
+      if (tables !== pool.tableFrames)
+        problems.push(`VM ${vm}: ${pool.tableFrames} table frame(s) counted, the EPT and shadow tables have ${tables}`)
       if (pool.owned > pool.spec.limit) problems.push(`VM ${vm}: owns ${pool.owned} > limit ${pool.spec.limit}`)
       const guestFrames = new Set(pool.guest.values())
       for (const [frame, gfn] of ept?.mappings() ?? []) {

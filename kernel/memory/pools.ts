@@ -71,7 +71,7 @@ export interface PoolUsage {
   readonly owned: number
   /** Frames backing guest-physical pages. */
   readonly guestFrames: number
-  /** Frames holding the VM's EPT page tables. */
+  /** Frames holding the VM's EPT and shadow page tables. */
   readonly tableFrames: number
   /** Frames still promised to the VM by its reservation. */
   readonly reservedUnused: number

@@ -48,8 +48,9 @@
  * CR0.WP = 1.
  *
  * Machine placement: shadow tables are real machine frames from a
- * ShadowFrameSource (like EptBuilder's EptFrameSource: charged to the VM's
- * pool when wired into kernel/memory). Frames freed by zapping are kept on an
+ * ShadowFrameSource (like EptBuilder's EptFrameSource; kernel/memory's
+ * `MemoryManager.shadowFrames(vm)` charges them to the VM's pool as table
+ * frames and frees them with it). Frames freed by zapping are kept on an
  * internal free list and reused; `tableFrames()` lists every frame ever
  * taken, for the pool to release with the VM (the EPT builder's "never
  * free, the pool releases" approach).

@@ -343,7 +343,7 @@ describe("invlpg and flushAll", () => {
 })
 
 describe("over a VM's real guest memory (vmm/guest-memory.ts, kernel/memory)", () => {
-  it("guestPhysicalShadow: the shadow maps guest-virtual to the VM's machine frames; tables are separate frames", () => {
+  it("guestPhysicalShadow: the shadow maps guest-virtual to the VM's machine frames; its tables are the VM's own frames, charged to its pool and returned with it", () => {
     const MIB = 1 << 20
     const mm = new MemoryManager(new Uint8Array(8 * MIB), [{ base: 0, length: 8 * MIB, type: "usable" }], {
       firstFrames: 16
@@ -352,10 +352,9 @@ describe("over a VM's real guest memory (vmm/guest-memory.ts, kernel/memory)", (
     const guest = new GuestPhysical(mm, "vm", 2 * MIB)
     guest.writeValue(0x1000, 4, 0x2000 | PRWU) // PDE 0 -> PT 0x2000
     guest.writeValue(0x2000 + 0x30 * 4, 4, 0x30000 | PRWU) // linear 0x30000 -> gpa 0x30000
-    const mmu = new ShadowMmu(guestPhysicalShadow(guest), {
-      ram: mm.frames.ram,
-      allocateTable: () => mm.allocateKernelFrame()
-    })
+    const frames = mm.shadowFrames("vm")
+    if (!("allocateTable" in frames)) throw new Error("no pool")
+    const mmu = new ShadowMmu(guestPhysicalShadow(guest), frames)
     mmu.setControls({ cr0Wp: true, cr4Pse: false })
     const root = mmu.switchCr3(0x1000)
     expect(typeof root).toBe("number")
@@ -371,6 +370,18 @@ describe("over a VM's real guest memory (vmm/guest-memory.ts, kernel/memory)", (
     expect(walk(new Cpu(memory, noPorts), root as number, true, false, 0x30010, { write: true })).toEqual({
       machine: frame * 4096 + 0x10
     })
-    for (const t of mmu.tableFrames()) expect(mm.frames.ownerOf(t)).toBe("kernel")
+    // the shadow tables are the VM's frames, charged to its pool as table frames and returned with it
+    const tables = mmu.tableFrames()
+    expect(tables.length).toBeGreaterThan(0)
+    for (const t of tables) expect(mm.frames.ownerOf(t)).toBe("vm")
+    const ept = mm.existingEpt("vm")
+    const eptTables = ept !== undefined && "tableFrames" in ept ? ept.tableFrames().length : 0
+    expect(mm.usage("vm")).toMatchObject({ tableFrames: eptTables + tables.length })
+    expect(mm.checkInvariants()).toEqual([])
+    const free = mm.frames.freeFrames
+    const owned = mm.frames.ownedCount("vm")
+    mm.release("vm")
+    expect(mm.frames.freeFrames).toBe(free + owned)
+    expect(mm.frames.ownedCount("vm")).toBe(0)
   })
 })

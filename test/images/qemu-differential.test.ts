@@ -12,6 +12,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
+import { qemuMultibootArgs } from "../../scripts/bench/peers/qemu.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const qemu = spawnSync("qemu-system-i386", ["--version"], { encoding: "utf8" })
@@ -46,24 +47,7 @@ const onQemu = (image: string) => {
   const out = join(mkdtempSync(join(tmpdir(), "qemu-")), "com1")
   const r = spawnSync(
     "qemu-system-i386",
-    [
-      "-accel",
-      "tcg",
-      "-smp",
-      String(settings(image).vcpus),
-      "-kernel",
-      image,
-      "-display",
-      "none",
-      "-serial",
-      `file:${out}`,
-      "-device",
-      "isa-debug-exit,iobase=0xf4,iosize=0x04",
-      "-no-reboot",
-      "-nodefaults",
-      "-m",
-      "16"
-    ],
+    qemuMultibootArgs({ image, serial: `file:${out}`, vcpus: settings(image).vcpus }),
     { timeout: 30_000 }
   )
   return { serial: readFileSync(out, "latin1"), status: r.status }

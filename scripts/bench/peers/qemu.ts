@@ -24,30 +24,36 @@ export const qemuUnavailable = (): string | undefined => {
 export const qemuVersion = (): string =>
   spawnSync(QEMU, ["--version"], { encoding: "utf8" }).stdout?.split("\n")[0]?.trim() ?? "unknown"
 
+/**
+ * The command line that boots a Multiboot `image` on QEMU TCG the way our
+ * guests expect: 16 MiB, no default devices, COM1 to `serial` (a QEMU
+ * chardev: "stdio", "file:PATH"), isa-debug-exit at 0xF4, no reboot.
+ */
+export const qemuMultibootArgs = (options: { image: string; serial: string; vcpus?: number }): Array<string> => [
+  "-accel",
+  "tcg",
+  ...(options.vcpus === undefined ? [] : ["-smp", String(options.vcpus)]),
+  "-kernel",
+  options.image,
+  "-display",
+  "none",
+  "-serial",
+  options.serial,
+  "-device",
+  "isa-debug-exit,iobase=0xf4,iosize=0x04",
+  "-no-reboot",
+  "-nodefaults",
+  "-m",
+  "16"
+]
+
 /** Run the (patched) bench image at `imagePath` once on QEMU TCG. */
 export const runQemuImage = (imagePath: string, options: { timeoutMs: number }): Promise<MarkedRun> =>
   new Promise((resolve, reject) => {
     const wallStart = performance.now()
-    const qemu = spawn(
-      QEMU,
-      [
-        "-accel",
-        "tcg",
-        "-kernel",
-        imagePath,
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        "-no-reboot",
-        "-nodefaults",
-        "-m",
-        "16"
-      ],
-      { stdio: ["ignore", "pipe", "pipe"] }
-    )
+    const qemu = spawn(QEMU, qemuMultibootArgs({ image: imagePath, serial: "stdio" }), {
+      stdio: ["ignore", "pipe", "pipe"]
+    })
     let serial = ""
     let stderr = ""
     let start: number | undefined

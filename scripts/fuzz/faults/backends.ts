@@ -81,18 +81,21 @@ export interface FaultyPort extends NetPort {
 
 export const faultyPort = (inner: NetPort): FaultyPort => {
   let frames = 0
+  let fault: LinkFault = "none"
   const drops = () => {
-    const drop = port.fault === "down" || (port.fault === "lossy" && ++frames % 2 === 0)
+    const drop = fault === "down" || (fault === "lossy" && ++frames % 2 === 0)
     if (drop) port.dropped++
     return drop
   }
   let carrier: ((up: boolean) => void) | undefined
   const port: FaultyPort = {
-    fault: "none",
-    setFault: (fault) => {
-      const wasDown = port.fault === "down"
-      ;(port as { fault: LinkFault }).fault = fault
-      if (wasDown !== (fault === "down")) carrier?.(wasDown) // was down: back up; was up: down
+    get fault() {
+      return fault
+    },
+    setFault: (next) => {
+      const wasDown = fault === "down"
+      fault = next
+      if (wasDown !== (next === "down")) carrier?.(wasDown) // was down: back up; was up: down
     },
     onLinkChange: (cb) => {
       carrier = cb

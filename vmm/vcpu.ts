@@ -1,7 +1,8 @@
 /**
- * A vCPU: one world of the scheduler, running its guest with `vmenter` on
- * whichever pCPU the scheduler picks (the `hw` execution engine). The loop of
- * one quantum, as Firecracker's vCPU run loop:
+ * A vCPU: one world of the scheduler, running its guest on whichever pCPU
+ * the scheduler picks through its execution engine (engines/engine.ts:
+ * `hw` = vmenter and VM exits, `bt` = binary translation). The loop of one
+ * quantum, as Firecracker's vCPU run loop:
  *
  *   bring the VM's devices to the vCPU's time
  *   inject: a pending exception, else a pending interrupt if the guest can
@@ -18,7 +19,7 @@
  * read the VM's clock, which never goes backwards.
  */
 import type { Cpu } from "../hw/cpu/cpu.ts"
-import { type CpuState, RunExit } from "../hw/cpu/state.ts"
+import type { CpuState } from "../hw/cpu/state.ts"
 import { INTR_INFO_VALID, InterruptionType, interruptionInfo } from "../hw/cpu/vmx/exit-reasons.ts"
 import {
   ActivityState,
@@ -28,10 +29,10 @@ import {
   resetGuestRegisters,
   type Vmcs
 } from "../hw/cpu/vmx/vmcs.ts"
-import { vmenter } from "../hw/cpu/vmx/vmx.ts"
 import type { NextState } from "../kernel/sched/types.ts"
 import type { InstructionEmulator } from "./emulator.ts"
-import { dispatchExit } from "./exits/dispatch.ts"
+import type { ExecutionEngine } from "./engines/engine.ts"
+import { HwEngine, type HwEngineHost } from "./engines/hw.ts"
 import type { ExitContext, ExitCounters, VmEnd } from "./exits/types.ts"
 import type { GuestPhysical } from "./guest-memory.ts"
 import type { PcPlatform } from "./platform/pc.ts"
@@ -59,9 +60,9 @@ export interface VcpuHost {
   readonly afterExit: () => void
   /** Called on every VM exit before it is handled, with the exit fields still as the CPU left them (tracing). */
   readonly observeExit: (vcpu: number, vmcs: Vmcs) => void
+  /** The execution engine for this vCPU (default: `hw`). */
+  readonly engine?: (context: ExitContext, hooks: HwEngineHost) => ExecutionEngine
 }
-
-const PREEMPTION_RATE = 5
 
 export class Vcpu {
   readonly index: number
@@ -69,6 +70,7 @@ export class Vcpu {
   private readonly host: VcpuHost
   private pending: { vector: number; error: number } | undefined
   private readonly context: ExitContext
+  readonly engine: ExecutionEngine
   /** Instructions this vCPU has retired in its guest. */
   instructions = 0
   /** After INIT: halted until a start-up IPI (the wait-for-SIPI state, SDM 3A 8.4). */
@@ -108,6 +110,14 @@ export class Vcpu {
         this.pending = { vector, error }
       }
     }
+    const hooks: HwEngineHost = {
+      retired: (count) => {
+        this.instructions += count
+      },
+      observeExit: (exited) => host.observeExit(index, exited),
+      afterExit: () => host.afterExit()
+    }
+    this.engine = host.engine?.(this.context, hooks) ?? new HwEngine(this.context, hooks)
   }
 
   get halted(): boolean {
@@ -164,22 +174,12 @@ export class Vcpu {
       }
       const left = budgetCycles - (cpu.cycles - startCycles)
       if (left <= 0) return { used: budget, next: "runnable" }
-      // the timer also stops the guest at the next device deadline (a PIT or LAPIC tick), so a
-      // compute-bound guest gets its timer interrupts on time, not only at the end of the quantum
+      // the slice also ends at the next device deadline (a PIT or LAPIC tick), so a compute-bound guest gets
+      // its timer interrupts on time, not only at the end of the quantum
       const untilDevice = Number.isFinite(deadline) ? host.cyclesOf(Math.max(0, deadline - now)) : left
-      vmcs.controls.preemptionTimer = Math.max(1, Math.floor(Math.min(left, untilDevice) / 2 ** PREEMPTION_RATE))
       // the guest's TSC follows the VM's clock, whichever pCPU it runs on (TSC offsetting, SDM 3C 26.3)
-      const guestTsc = host.cyclesOf(now)
-      vmcs.controls.tscOffset = guestTsc - cpu.cycles
-      vmcs.guest.regs.tsc = guestTsc
-      const before = cpu.instructions
-      const exit = vmenter(cpu, vmcs, left)
-      this.instructions += cpu.instructions - before
-      if (exit !== RunExit.VmExit) continue
-      host.observeExit(this.index, vmcs)
-      this.reinjectInterruptedEvent()
-      const action = dispatchExit(this.context)
-      host.afterExit()
+      const action = this.engine.run(cpu, Math.min(left, untilDevice), host.cyclesOf(now))
+      if (action === undefined) continue
       switch (action._tag) {
         case "Resume":
           continue
@@ -193,22 +193,6 @@ export class Vcpu {
           return { used: elapsed(), next: "exited" }
       }
     }
-  }
-
-  /**
-   * An exit during event delivery (an EPT violation on the guest's stack or
-   * IDT, say) reports the event in the IDT-vectoring information; it was not
-   * delivered, so it goes back into the VM-entry interruption field for the
-   * next entry (SDM 3C 28.2.4, 27.6; KVM's vmx_complete_interrupts).
-   */
-  private reinjectInterruptedEvent(): void {
-    const exit = this.vmcs.exit
-    if ((exit.idtVectoringInfo & INTR_INFO_VALID) === 0) return
-    const entry = this.vmcs.entry
-    entry.interruptionInfo = exit.idtVectoringInfo >>> 0
-    entry.exceptionErrorCode = exit.idtVectoringErrorCode
-    entry.instructionLength = exit.instructionLength
-    exit.idtVectoringInfo = 0
   }
 
   /** Set up event injection (or the interrupt window) for the next entry; true if an event will be injected. */

@@ -55,7 +55,19 @@
  * taken, for the pool to release with the VM (the EPT builder's "never
  * free, the pool releases" approach).
  *
- * Pure and synchronous; not wired into the vCPU loop yet.
+ * Guest paging off (CR0.PG = 0): `switchDirect()` gives a root whose
+ * leaves map linear = guest-physical (the identity the guest sees), built
+ * the same way on hidden faults.
+ *
+ * The monitor's own region (bt mode: GDT, IDT, TSS, translation cache) is a
+ * reserved PDE written into every root (`monitorPde`); a fault inside it is
+ * reported as `monitor`, never filled from the guest's tables.
+ *
+ * Code frames: the binary translator write-protects guest frames it has
+ * translated code from (`protectCode`); a write to one is reported as
+ * `traced` like a page-table write, and the monitor drops the translations.
+ *
+ * Pure and synchronous.
  */
 import type { AllocationError } from "../../kernel/memory/errors.ts"
 
@@ -120,6 +132,8 @@ export type FaultOutcome =
   | { readonly kind: "traced"; readonly gpa: number }
   /** The guest maps `gpa` outside guest RAM (MMIO): the monitor emulates the access; nothing shadowed. */
   | { readonly kind: "mmio"; readonly gpa: number }
+  /** The linear address is in the monitor's reserved region (not the guest's). */
+  | { readonly kind: "monitor" }
   /** No machine frame for a shadow table. */
   | { readonly kind: "no-memory"; readonly error: AllocationError }
 
@@ -157,7 +171,12 @@ interface ShadowRoot {
 export interface ShadowMmuOptions {
   /** Shadow roots kept per VM (cached guest CR3s); the least recently used goes first. Default 8. */
   readonly rootCacheSize?: number
+  /** A PDE (index, entry) present in every root: the monitor's region, never the guest's. */
+  readonly monitorPde?: { readonly index: number; readonly entry: number }
 }
+
+/** The root key of guest paging off (no guest CR3). */
+const DIRECT = -1
 
 export class ShadowMmu {
   readonly stats: ShadowStats = {
@@ -186,11 +205,15 @@ export class ShadowMmu {
   private readonly rmap = new Map<number, Set<number>>()
   private readonly freeFrames: Array<number> = []
   private readonly allFrames: Array<number> = []
+  private readonly monitorPde: { readonly index: number; readonly entry: number } | undefined
+  /** Guest frames holding translated code (write-protected like page tables). */
+  private readonly codeFrames = new Set<number>()
 
   constructor(guest: ShadowGuest, source: ShadowFrameSource, options: ShadowMmuOptions = {}) {
     this.guest = guest
     this.source = source
     this.cacheSize = Math.max(1, options.rootCacheSize ?? 8)
+    this.monitorPde = options.monitorPde
     this.dv = new DataView(source.ram.buffer, source.ram.byteOffset, source.ram.byteLength)
   }
 
@@ -211,8 +234,21 @@ export class ShadowMmu {
    * shadow root), from the cache when this guest CR3 was seen recently.
    */
   switchCr3(cr3: number): number | AllocationError {
+    return this.switchRoot((cr3 & ADDR) >>> 12, cr3 >>> 0)
+  }
+
+  /** The guest runs with paging off: the machine CR3 of the identity shadow (linear = guest-physical). */
+  switchDirect(): number | AllocationError {
+    return this.switchRoot(DIRECT, 0)
+  }
+
+  /** Is the current shadow the paging-off identity? */
+  get direct(): boolean {
+    return this.current?.guestGfn === DIRECT
+  }
+
+  private switchRoot(gfn: number, cr3: number): number | AllocationError {
     this.stats.cr3Switches++
-    const gfn = (cr3 & ADDR) >>> 12
     let root = this.roots.get(gfn)
     if (root !== undefined) {
       this.stats.cacheHits++
@@ -225,7 +261,7 @@ export class ShadowMmu {
       root = made
     }
     this.current = root
-    this.currentCr3 = cr3 >>> 0
+    this.currentCr3 = cr3
     return (root.frame * FRAME) >>> 0
   }
 
@@ -234,9 +270,12 @@ export class ShadowMmu {
     while (this.roots.size >= this.cacheSize) this.dropRoot(this.roots.values().next().value!)
     const frame = this.allocate()
     if (typeof frame !== "number") return frame
-    const wasTraced = this.isTraced(gfn)
+    const wasTraced = gfn === DIRECT || this.isTraced(gfn)
     const root: ShadowRoot = { guestGfn: gfn, frame, children: new Map() }
     this.roots.set(gfn, root)
+    if (this.monitorPde !== undefined) {
+      this.dv.setUint32(frame * FRAME + this.monitorPde.index * 4, this.monitorPde.entry >>> 0, true)
+    }
     if (!wasTraced) this.writeProtect(gfn)
     return root
   }
@@ -259,15 +298,23 @@ export class ShadowMmu {
     const errBase = (write ? PFEC_W : 0) | (user ? PFEC_U : 0)
     const g = this.guest
     const pdIndex = linear >>> 22
+    if (this.monitorPde !== undefined && pdIndex === this.monitorPde.index) return { kind: "monitor" }
     const pdeAddr = ((this.currentCr3 & ADDR) | (pdIndex << 2)) >>> 0
-    const pde = g.read32(pdeAddr)
+    const pde = root.guestGfn === DIRECT ? PTE_P | PTE_RW | PTE_US : g.read32(pdeAddr)
     if ((pde & PTE_P) === 0) return this.trueFault(linear, errBase)
     let rights: number
     let dirty: boolean
     let gpa: number
     let key: string
     let guestPtGfn: number | undefined
-    if ((pde & PTE_PS) !== 0 && this.controls.cr4Pse) {
+    if (root.guestGfn === DIRECT) {
+      // paging off: every linear address is the guest-physical one, with all rights (SDM 3A 4.1.1)
+      rights = PTE_RW | PTE_US
+      dirty = true
+      gpa = (linear & ADDR) >>> 0
+      key = `D${pdIndex}`
+      guestPtGfn = undefined
+    } else if ((pde & PTE_PS) !== 0 && this.controls.cr4Pse) {
       rights = pde
       if (this.denied(rights, write, user)) return this.trueFault(linear, errBase | PFEC_P)
       const updated = (pde | PTE_A | (write ? PTE_D : 0)) >>> 0
@@ -294,7 +341,7 @@ export class ShadowMmu {
     if (gpa + FRAME > g.ramBytes) return { kind: "mmio", gpa: (gpa | (linear & 0xfff)) >>> 0 }
     const pt = this.shadowPt(root, pdIndex, key, guestPtGfn)
     if ("error" in pt) return { kind: "no-memory", error: pt.error }
-    const traced = this.isTraced(gfn)
+    const traced = this.isTraced(gfn) || this.codeFrames.has(gfn)
     // the leaf: effective rights, writable only when dirty and not a traced table
     let leaf = (g.machineFrame(gfn) * FRAME) | PTE_P | PTE_A
     const guestWritable = (rights & PTE_RW) !== 0
@@ -350,16 +397,34 @@ export class ShadowMmu {
     return hit
   }
 
+  /** Guest frame `gfn` holds translated code: no shadow leaf maps it writable until `unprotectCode`. */
+  protectCode(gfn: number): void {
+    if (this.codeFrames.has(gfn)) return
+    this.codeFrames.add(gfn)
+    if (!this.isTraced(gfn)) this.writeProtect(gfn)
+  }
+
+  /** Its translations are gone: writes to `gfn` need not trap any more (leaves refill writable on the next fault). */
+  unprotectCode(gfn: number): void {
+    if (!this.codeFrames.delete(gfn)) return
+    if (this.isTraced(gfn)) return
+    // the read-only leaves stay; the next write takes a hidden fault that refills them writable
+  }
+
+  isCode(gfn: number): boolean {
+    return this.codeFrames.has(gfn)
+  }
+
   /** Is guest frame `gfn` a page table some shadow is derived from (write-protected in every shadow)? */
   isTraced(gfn: number): boolean {
-    if (this.roots.has(gfn)) return true
+    if (gfn !== DIRECT && this.roots.has(gfn)) return true
     const pts = this.ptsByGfn.get(gfn)
     return pts !== undefined && pts.size > 0
   }
 
   /** Every traced guest frame. */
   tracedFrames(): Array<number> {
-    const out = new Set<number>(this.roots.keys())
+    const out = new Set<number>([...this.roots.keys()].filter((gfn) => gfn !== DIRECT))
     for (const [gfn, pts] of this.ptsByGfn) if (pts.size > 0) out.add(gfn)
     return [...out].sort((a, b) => a - b)
   }
@@ -370,10 +435,10 @@ export class ShadowMmu {
    * so this cannot fail); returns its machine CR3, which the pCPU must load.
    */
   flushAll(): number | undefined {
-    const hadRoot = this.current !== undefined
+    const currentGfn = this.current?.guestGfn
     for (const root of [...this.roots.values()]) this.dropRoot(root)
-    if (!hadRoot) return undefined
-    const made = this.makeRoot((this.currentCr3 & ADDR) >>> 12)
+    if (currentGfn === undefined) return undefined
+    const made = this.makeRoot(currentGfn)
     if (!("children" in made)) throw new Error("shadow MMU: no frame for a root after a flush")
     this.current = made
     return (made.frame * FRAME) >>> 0

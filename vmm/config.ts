@@ -1,10 +1,11 @@
 /**
  * A VM's configuration (issue 6 "VM lifecycle"), decoded with Effect Schema
  * from JSON (a file or inline) with every error listed at once: name,
- * memory, vCPUs, execution mode, CPU and memory resource settings (ESX
- * shares / reservation / limit), what it boots (a Multiboot kernel with a
- * command line, or a firmware ROM with QEMU `-bios` semantics), its disks
- * (datastore files) and NICs (vSwitch port groups).
+ * memory, vCPUs, execution mode (for hw: EPT or shadow paging), CPU and
+ * memory resource settings (ESX shares / reservation / limit), what it boots
+ * (a Multiboot kernel with a command line, or a firmware ROM with QEMU
+ * `-bios` semantics), its disks (datastore files) and NICs (vSwitch port
+ * groups).
  *
  * Unknown keys are errors (a misspelt "memoryMB" must not silently mean the
  * default). Modes other than `hw` are part of the schema (the vCPU loop takes a
@@ -14,11 +15,16 @@ import { Effect, Schema } from "effect"
 
 const Int = (minimum: number, maximum: number) => Schema.Int.pipe(Schema.check(Schema.isBetween({ minimum, maximum })))
 
-export const ExecutionMode = Schema.Literals(["hw", "bt", "pv", "emu"])
+/**
+ * hw: VT-x trap-and-emulate; bt: binary translation; pv: paravirtualization;
+ * emu: pure emulation; trap: a demonstration -- deprivileged without
+ * translation, which x86 does not virtualize correctly (vmm/engines/bt).
+ */
+export const ExecutionMode = Schema.Literals(["hw", "bt", "pv", "emu", "trap"])
 export type ExecutionMode = typeof ExecutionMode.Type
 
 /** Modes whose execution engine is built. */
-export const availableModes: ReadonlyArray<ExecutionMode> = ["hw"]
+export const availableModes: ReadonlyArray<ExecutionMode> = ["hw", "bt", "trap"]
 
 export const Shares = Schema.Union([Schema.Literals(["high", "normal", "low"]), Int(1, 1_000_000)])
 
@@ -27,6 +33,12 @@ export const VmConfig = Schema.Struct({
   memoryMiB: Int(1, 3072),
   vcpus: Int(1, 16),
   mode: ExecutionMode,
+  /**
+   * `hw` mode: run with EPT (true, the default) or without (false: shadow
+   * page tables, first-generation VT-x; vmm/shadow/vmx-shadow-paging.ts).
+   * Only `hw` has the choice: giving it with another mode is an error.
+   */
+  ept: Schema.optionalKey(Schema.Boolean),
   cpu: Schema.Struct({
     shares: Shares,
     /** Guaranteed fraction of one pCPU. */
@@ -59,14 +71,21 @@ export const decodeVmConfig = (source: string, text: string) =>
   Schema.decodeUnknownEffect(Schema.fromJsonString(VmConfig))(text, { errors: "all", onExcessProperty: "error" }).pipe(
     Effect.mapError((e) => new VmConfigError({ source, message: e.message })),
     Effect.flatMap((config) =>
-      availableModes.includes(config.mode)
-        ? Effect.succeed(config)
-        : Effect.fail(
+      !availableModes.includes(config.mode)
+        ? Effect.fail(
             new VmConfigError({
               source,
               message: `mode "${config.mode}" is not built yet (available: ${availableModes.join(", ")})\n  at ["mode"]`
             })
           )
+        : config.ept !== undefined && config.mode !== "hw"
+          ? Effect.fail(
+              new VmConfigError({
+                source,
+                message: `"ept" applies to mode "hw" only (this VM's mode is "${config.mode}")\n  at ["ept"]`
+              })
+            )
+          : Effect.succeed(config)
     )
   )
 

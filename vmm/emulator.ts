@@ -87,6 +87,12 @@ export class InstructionEmulator {
     } finally {
       cpu.flushTlb(false) // leave the shared TLB empty, even when the access threw (GuestMemoryError)
     }
+    if (exit === RunExit.Budget && cpu.exitCode >= 0) {
+      // the instruction faulted: its trap is recorded for the next event check, which a one-instruction run
+      // does not reach; it is this step's result (left pending, the next step would report it instead)
+      exit = cpu.exitCode as RunExit
+      cpu.exitCode = -1
+    }
     cpu.storeRegisters(regs)
     if (exit === RunExit.Trap) {
       return { _tag: "Trap", vector: cpu.trapVector, error: cpu.trapError, software: cpu.trapKind === 2 }

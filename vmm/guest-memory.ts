@@ -6,6 +6,13 @@
  * Every access is bounds-checked against the VM's RAM: nothing here can reach
  * another VM's frames or the kernel's (the frames come only from this VM's
  * pool). Synchronous: used inside a vCPU's quantum.
+ *
+ * Without EPT (`hw` mode with `--ept off`: shadow page tables) frames are
+ * only backed, never mapped in an EPT, and `onWrite` tells the VM's shadow
+ * paging of every write the VMM itself makes to guest RAM (the instruction
+ * emulator, virtio DMA, the image reloaded on reset): those bypass the write
+ * protection of traced guest page tables, so the shadows derived from the
+ * entries written must be zapped (vmm/shadow/vmx-shadow-paging.ts).
  */
 
 import type { VmId } from "../kernel/memory/errors.ts"
@@ -20,12 +27,17 @@ export class GuestPhysical {
   private readonly mm: MemoryManager
   private readonly vm: VmId
   private readonly machineRam: Uint8Array
+  /** Back frames in the VM's EPT too (false: shadow paging, the frames are only backed). */
+  private readonly ept: boolean
+  /** Told after every write through `write` / `writeValue` (guest-physical address, length in bytes). */
+  onWrite: ((gpa: number, length: number) => void) | undefined = undefined
 
-  constructor(mm: MemoryManager, vm: VmId, ramBytes: number) {
+  constructor(mm: MemoryManager, vm: VmId, ramBytes: number, options: { readonly ept?: boolean } = {}) {
     this.mm = mm
     this.vm = vm
     this.ramBytes = ramBytes
     this.machineRam = mm.frames.ram
+    this.ept = options.ept ?? true
   }
 
   contains(gpa: number, length = 1): boolean {
@@ -36,7 +48,7 @@ export class GuestPhysical {
   frame(gfn: number, allocate: boolean): number | undefined {
     const existing = this.mm.guestFrame(this.vm, gfn)
     if (existing !== undefined || !allocate) return existing
-    const frame = this.mm.mapGuestPage(this.vm, gfn)
+    const frame = this.ept ? this.mm.mapGuestPage(this.vm, gfn) : this.mm.backGuestPage(this.vm, gfn)
     if (typeof frame !== "number")
       throw new GuestMemoryError(`cannot back guest page ${gfn.toString(16)}: ${frame.message}`)
     return frame
@@ -74,6 +86,7 @@ export class GuestPhysical {
       this.machineRam.set(bytes.subarray(done, done + chunk), frame * 4096 + (at & 0xfff))
       done += chunk
     }
+    this.onWrite?.(gpa, bytes.length)
     return true
   }
 

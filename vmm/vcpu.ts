@@ -33,9 +33,11 @@ import type { NextState } from "../kernel/sched/types.ts"
 import type { InstructionEmulator } from "./emulator.ts"
 import type { ExecutionEngine } from "./engines/engine.ts"
 import { HwEngine, type HwEngineHost } from "./engines/hw.ts"
+import { stepInvalidGuestState } from "./engines/invalid-guest-state.ts"
 import type { ExitContext, ExitCounters, VmEnd } from "./exits/types.ts"
 import type { GuestPhysical } from "./guest-memory.ts"
 import type { PcPlatform } from "./platform/pc.ts"
+import { VcpuShadowPaging, type VmShadowPaging } from "./shadow/vmx-shadow-paging.ts"
 
 /** What a vCPU needs from the VM and the host. */
 export interface VcpuHost {
@@ -62,6 +64,8 @@ export interface VcpuHost {
   readonly observeExit: (vcpu: number, vmcs: Vmcs) => void
   /** The execution engine for this vCPU (default: `hw`). */
   readonly engine?: (context: ExitContext, hooks: HwEngineHost) => ExecutionEngine
+  /** `hw` mode without EPT: the VM's shadow page tables (the vCPU's exit context gets its side of them). */
+  readonly shadow?: VmShadowPaging
 }
 
 export class Vcpu {
@@ -108,14 +112,20 @@ export class Vcpu {
       },
       injectException: (vector, error) => {
         this.pending = { vector, error }
-      }
+      },
+      ...(host.shadow === undefined ? {} : { shadow: new VcpuShadowPaging(host.shadow, vmcs) })
     }
     const hooks: HwEngineHost = {
       retired: (count) => {
         this.instructions += count
       },
       observeExit: (exited) => host.observeExit(index, exited),
-      afterExit: () => host.afterExit()
+      afterExit: () => host.afterExit(),
+      emulateGuest: () => {
+        host.platform.currentVcpu = index
+        host.emulator.cpu.apicId = index
+        return stepInvalidGuestState(host.emulator, vmcs)
+      }
     }
     this.engine = host.engine?.(this.context, hooks) ?? new HwEngine(this.context, hooks)
   }

@@ -1,10 +1,21 @@
 /**
  * A virtual machine (issue 6 "VM lifecycle"): a scoped resource. Creating it
  * admits its memory pool (reservation / limit), writes its boot payload into
- * guest RAM, builds its PC platform and one VMCS per vCPU (hardware assist:
- * EPT, VPID, unrestricted guest so real-mode code runs, HLT and I/O exiting,
- * the preemption timer bounding each quantum), and adds one scheduler world
- * per vCPU. Closing the scope removes the worlds and returns every frame.
+ * guest RAM, builds its PC platform and one VMCS per vCPU, and adds one
+ * scheduler world per vCPU. Closing the scope removes the worlds and returns
+ * every frame.
+ *
+ * The VMCS set-up follows the execution mode and `ept` (`vmcsControls`):
+ *   hw            hardware assist as today's VT-x: EPT, VPID, unrestricted
+ *                 guest (real-mode code runs directly), HLT and I/O exiting,
+ *                 the preemption timer bounding each quantum
+ *   hw, ept off   first-generation VT-x (2005): no secondary controls at all;
+ *                 shadow page tables (vmm/shadow/vmx-shadow-paging.ts: CR3
+ *                 load/store and INVLPG exiting, CR0/CR4 masks and read
+ *                 shadows, every #PF exits), real mode stepped in the
+ *                 emulator (engines/invalid-guest-state.ts)
+ *   bt, trap      their own engine (vmm/engines/bt), plugged in through the
+ *                 vCPU host's `engine` factory
  *
  * States: created -> running -> paused -> running -> stopped (pause removes
  * nothing: its worlds are simply held halted); reset is the guest's (PS/2 or
@@ -12,6 +23,7 @@
  * debug-exit, invalid state) ends only this VM, as data in `ended`.
  */
 import { Effect, Metric, type Scope } from "effect"
+import { PF } from "../hw/cpu/regs.ts"
 import type { CpuState } from "../hw/cpu/state.ts"
 import {
   cloneGuestRegisters,
@@ -19,7 +31,8 @@ import {
   PinControls,
   Proc2Controls,
   ProcControls,
-  type Vmcs
+  type Vmcs,
+  type VmcsControls
 } from "../hw/cpu/vmx/vmcs.ts"
 import type { BusDevice } from "../hw/machine/device.ts"
 import { KernelHost } from "../kernel/boot.ts"
@@ -29,9 +42,12 @@ import type { WorldId } from "../kernel/sched/types.ts"
 import { vmExits } from "../kernel/trace/metrics.ts"
 import type { VmConfig } from "./config.ts"
 import { InstructionEmulator } from "./emulator.ts"
+import { BtEngine } from "./engines/bt/engine.ts"
+import { BtMonitor } from "./engines/bt/monitor.ts"
 import { type ExitCounters, newExitCounters, type VmEnd } from "./exits/types.ts"
 import { GuestMemoryError, GuestPhysical } from "./guest-memory.ts"
 import { PcPlatform } from "./platform/pc.ts"
+import { CR0_HOST_OWNED, CR4_HOST_OWNED, VmShadowPaging } from "./shadow/vmx-shadow-paging.ts"
 import { Vcpu } from "./vcpu.ts"
 
 /** What a loader produced: bytes to place in guest RAM and the boot vCPU's registers. */
@@ -70,10 +86,29 @@ export class VirtualMachine {
   /** Set by createVm: wakes the worlds so every vCPU sees the end. */
   onEnd: () => void = () => {}
 
-  constructor(config: VmConfig, platform: PcPlatform, guest: GuestPhysical) {
+  /** `hw` mode without EPT: the VM's shadow page tables (undefined otherwise). */
+  shadow: VmShadowPaging | undefined
+
+  constructor(config: VmConfig, platform: PcPlatform, guest: GuestPhysical, shadow?: VmShadowPaging) {
     this.config = config
     this.platform = platform
     this.guest = guest
+    this.shadow = shadow
+  }
+
+  /**
+   * What the VM's execution engine counted, for the boot summary: with
+   * `hw --ept off` the shadow page tables' counters (shadow_hidden_faults,
+   * shadow_true_faults, shadow_traced_writes, shadow_cr3_switches...; once
+   * per VM: its vCPUs share them), plus every vCPU engine's own `stats()`,
+   * summed over vCPUs. Empty for `hw` mode with EPT.
+   */
+  engineStats(): Record<string, number> {
+    const out: Record<string, number> = this.shadow?.stats() ?? {}
+    for (const vcpu of this.vcpus) {
+      for (const [name, value] of Object.entries(vcpu.engine.stats?.() ?? {})) out[name] = (out[name] ?? 0) + value
+    }
+    return out
   }
 
   get name(): string {
@@ -164,6 +199,7 @@ export class VirtualMachine {
     this.platform.pit.reset()
     for (const lapic of this.platform.lapics) lapic.reset()
     for (const write of this.payload.writes) this.guest.write(write.address, write.bytes)
+    this.shadow?.flush()
     this.vcpus.forEach((vcpu, i) => {
       if (i === 0) vcpu.boot(this.payload!.registers)
       else vcpu.init()
@@ -223,7 +259,11 @@ export const createVm = (
     const pool = yield* memory
       .pool(config.name, { reservation: (config.memory.reservationMiB * MIB) / FRAME, limit: limitFrames, shares })
       .pipe(Effect.mapError((e) => new VmError(`VM ${config.name}: memory: ${e.message}`)))
-    const guest = new GuestPhysical(memory.managerUnsafe, config.name, ramBytes)
+    // hw mode without EPT: guest frames are only backed (no EPT is built), shadow tables come from the pool
+    // EPT only for hw (bt runs on a pCPU without the extension: its shadow tables are the monitor's)
+    const bt = config.mode === "bt" || config.mode === "trap"
+    const ept = !bt && (config.mode !== "hw" || config.ept !== false)
+    const guest = new GuestPhysical(memory.managerUnsafe, config.name, ramBytes, { ept })
     for (const write of payload.writes) {
       let placed: boolean | GuestMemoryError
       try {
@@ -245,14 +285,25 @@ export const createVm = (
         )
       }
     }
-    const eptp = yield* pool.eptp({ accessedDirty: true }).pipe(
-      Effect.tapError(() => memory.release(config.name).pipe(Effect.ignore)),
-      Effect.mapError((e) => new VmError(`VM ${config.name}: EPT: ${e.message}`))
-    )
+    const eptp = ept
+      ? yield* pool.eptp({ accessedDirty: true }).pipe(
+          Effect.tapError(() => memory.release(config.name).pipe(Effect.ignore)),
+          Effect.mapError((e) => new VmError(`VM ${config.name}: EPT: ${e.message}`))
+        )
+      : 0
+    let shadow: VmShadowPaging | undefined
+    if (!ept && !bt) {
+      const frames = memory.managerUnsafe.shadowFrames(config.name)
+      if (!("allocateTable" in frames)) {
+        yield* memory.release(config.name).pipe(Effect.ignore)
+        return yield* Effect.fail(new VmError(`VM ${config.name}: shadow page tables: ${frames.message}`))
+      }
+      shadow = new VmShadowPaging(guest, frames)
+    }
 
     let vm: VirtualMachine | undefined
     const platform = new PcPlatform({ vcpus: config.vcpus, clock: () => vm?.now ?? 0, console: io.console })
-    vm = new VirtualMachine(config, platform, guest)
+    vm = new VirtualMachine(config, platform, guest, shadow)
     const machineVm = vm
     for (const [base, length, device] of io.ports?.(vm) ?? []) platform.addPorts(base, length, device)
     const emulator = new InstructionEmulator(guest, platform.mmio, {
@@ -267,19 +318,26 @@ export const createVm = (
     })
     const vpid = vpidCounter++ & 0xffff || 1
     const machine = host.machine
+    // bt (and its `trap` demonstration): the monitor region, translation cache and shadow page tables
+    let monitor: BtMonitor | undefined
+    if (bt) {
+      const frames = memory.managerUnsafe.shadowFrames(config.name)
+      const made =
+        "allocateTable" in frames
+          ? BtMonitor.create(guest, frames, emulator, config.vcpus, { translate: config.mode === "bt" })
+          : frames
+      if (!(made instanceof BtMonitor)) {
+        yield* worlds.removeVm(sched)
+        yield* memory.release(config.name).pipe(Effect.ignore)
+        return yield* Effect.fail(new VmError(`VM ${config.name}: bt monitor: ${made.message}`))
+      }
+      monitor = made
+      machineVm.shadow = made.paging
+    }
 
     for (let i = 0; i < config.vcpus; i++) {
       const vmcs = newVmcs()
-      const c = vmcs.controls
-      c.pin = PinControls.PreemptionTimer
-      c.proc =
-        ProcControls.HltExiting |
-        ProcControls.UnconditionalIoExiting |
-        ProcControls.UseTscOffsetting |
-        ProcControls.ActivateSecondaryControls
-      c.proc2 = Proc2Controls.EnableEpt | Proc2Controls.EnableVpid | Proc2Controls.UnrestrictedGuest
-      c.eptPointer = eptp
-      c.vpid = vpid
+      vmcsControls(vmcs.controls, ept ? { eptp, vpid } : undefined)
       if (i === 0) vmcs.guest.regs = cloneGuestRegisters(payload.registers)
       const vcpu = new Vcpu(i, vmcs, {
         platform,
@@ -295,7 +353,9 @@ export const createVm = (
         end: (end) => machineVm.end(end),
         wakeAt: (index, at) => worlds.timerAtUnsafe(at, () => worlds.wakeUnsafe(machineVm.worlds[index]!)),
         afterExit: () => machineVm.afterExit(),
-        observeExit: (index, exited) => machineVm.onExit?.(index, exited)
+        observeExit: (index, exited) => machineVm.onExit?.(index, exited),
+        ...(shadow === undefined ? {} : { shadow }),
+        ...(monitor === undefined ? {} : { engine: (context, hooks) => new BtEngine(monitor, context, hooks) })
       })
       if (i > 0) vcpu.init() // application processors wait for INIT/SIPI
       machineVm.vcpus.push(vcpu)
@@ -336,3 +396,35 @@ export const createVm = (
     )
     return machineVm
   })
+
+/**
+ * The VM-execution controls of a `hw` vCPU (SDM 3C 25.6). Both set-ups: the
+ * preemption timer (each quantum), HLT and unconditional I/O exiting, TSC
+ * offsetting.
+ *   `ept` given   secondary controls: EPT (this pointer), VPID, unrestricted
+ *                 guest; nothing about paging or CRs exits
+ *   undefined     first-generation VT-x: no secondary controls; CR3-load and
+ *                 CR3-store exiting (no CR3-target values), INVLPG exiting,
+ *                 CR0 PE/PG/WP and CR4 PSE/PGE host-owned (their read
+ *                 shadows are set at each entry), #PF in the exception bitmap
+ *                 with PFEC mask = match = 0 (every #PF exits, 26.2)
+ */
+export function vmcsControls(c: VmcsControls, ept: { readonly eptp: number; readonly vpid: number } | undefined): void {
+  c.pin = PinControls.PreemptionTimer
+  c.proc = ProcControls.HltExiting | ProcControls.UnconditionalIoExiting | ProcControls.UseTscOffsetting
+  if (ept !== undefined) {
+    c.proc |= ProcControls.ActivateSecondaryControls
+    c.proc2 = Proc2Controls.EnableEpt | Proc2Controls.EnableVpid | Proc2Controls.UnrestrictedGuest
+    c.eptPointer = ept.eptp
+    c.vpid = ept.vpid
+    return
+  }
+  c.proc |= ProcControls.Cr3LoadExiting | ProcControls.Cr3StoreExiting | ProcControls.InvlpgExiting
+  c.proc2 = 0
+  c.cr0GuestHostMask = CR0_HOST_OWNED
+  c.cr4GuestHostMask = CR4_HOST_OWNED
+  c.cr3TargetValues = []
+  c.exceptionBitmap = 1 << PF
+  c.pageFaultErrorCodeMask = 0
+  c.pageFaultErrorCodeMatch = 0
+}

@@ -220,6 +220,8 @@ export class Cpu {
   /** The event being delivered (VMX interruption-information format), 0 when none. */
   vectoringInfo = 0
   vectoringError = 0
+  /** Length of the instruction that last faulted (onFault, before the rewind): an INT n whose delivery faulted. */
+  faultLength = 0
   excVector = 0
   /** Error code, or -1 when the exception has none. */
   excError = -1
@@ -373,6 +375,7 @@ export class Cpu {
   onFault(e: unknown): void {
     if (e !== FAULT) throw e
     this.resetPrefixes()
+    this.faultLength = (this.eip - this.startEip) >>> 0
     this.eip = this.startEip
     if (this.excVector === VMEXIT) {
       this.exitCode = RunExit.VmExit

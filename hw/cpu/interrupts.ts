@@ -6,6 +6,13 @@
  * between-instructions event check (NMI, INTR, single-step #DB, interrupt
  * shadow after STI / MOV SS) and IRET (Vol. 2 IRET "Operation").
  *
+ * In VMX non-root operation an exception goes to the exception bitmap first
+ * (SDM Vol. 3C 26.2); one raised while an event is being delivered is looked
+ * up as itself, before the double-fault rules, and its exit carries that
+ * event as IDT-vectoring information (28.2.4, with the instruction length of
+ * INT n, 28.2.5): what a VMM without EPT needs to re-deliver an interrupt
+ * after a hidden page fault on the guest's stack or IDT.
+ *
  * Task gates in the IDT need hardware task switching, which is not modelled
  * yet: they raise #GP(vector*8+2). Virtual-8086 mode is not modelled.
  */
@@ -80,7 +87,7 @@ const isFaultClass = (vector: number): boolean =>
 const contributory = (vector: number): boolean => vector === DE || (vector >= TS && vector <= GP)
 
 /** SDM table 6-5: which first/second exception pairs make a double fault. */
-function makesDoubleFault(first: number, second: number): boolean {
+export function makesDoubleFault(first: number, second: number): boolean {
   if (first === PF) return second === PF || contributory(second)
   return contributory(first) && contributory(second)
 }
@@ -108,13 +115,7 @@ export function deliverException(c: Cpu, vector: number, error: number): void {
   let e = hasErrorCode(v) ? Math.max(error, 0) : -1
   for (;;) {
     if (c.vmcs !== null && exceptionExits(c, v, e)) {
-      recordVmExit(
-        c,
-        ExitReason.ExceptionOrNmi,
-        v === PF ? c.faultAddress : v === DB ? c.dr[6]! & 0x600f : 0,
-        interruptionInfo(v, InterruptionType.HardwareException, e >= 0),
-        Math.max(e, 0)
-      )
+      exceptionExit(c, v, e)
       return
     }
     if (v === PF && !c.hostTraps) c.cr2 = c.faultAddress
@@ -125,25 +126,68 @@ export function deliverException(c: Cpu, vector: number, error: number): void {
     } catch (x) {
       if (x !== FAULT) throw x
       c.r32[ESP] = savedEsp
-      c.vectoringInfo = 0
       if (c.excVector === VMEXIT_VECTOR) {
+        c.vectoringInfo = 0
         exitRaised(c)
         return
       }
       const second = c.excVector
+      const secondError = hasErrorCode(second) ? Math.max(c.excError, 0) : -1
       if (v === DF) {
+        c.vectoringInfo = 0
         shutdown(c)
         return
       }
+      if (c.vmcs !== null && exceptionExits(c, second, secondError)) {
+        // in VMX non-root operation the nested exception is looked up in the exception bitmap as itself, before
+        // any double-fault conversion: it exits "during event delivery", c.vectoringInfo still naming v (SDM 3C
+        // 26.2, 28.2.4; KVM's shadow MMU relies on it: a hidden #PF while delivering an injected #PF)
+        v = second
+        e = secondError
+        continue
+      }
+      // otherwise the pair is resolved as on bare metal; a #DF that exits does so directly, not during delivery
+      c.vectoringInfo = 0
       if (makesDoubleFault(v, second)) {
         v = DF
         e = 0
       } else {
         v = second
-        e = hasErrorCode(second) ? Math.max(c.excError, 0) : -1
+        e = secondError
       }
     }
   }
+}
+
+/**
+ * An exception that the exception bitmap turns into a VM exit (SDM 3C 26.2, 28.2.2): reason 0, the
+ * interruption information and error code, qualification = the #PF linear address or the #DB DR6 bits. If it
+ * arose while an event was being delivered (an interrupt, an injected event, INT n, or an exception whose
+ * delivery faulted), that event is the IDT-vectoring information, so the VMM can re-inject it once the cause
+ * is gone (SDM 3C 28.2.4); for a software interrupt or exception the VM-exit instruction length is that of
+ * the instruction (28.2.5).
+ */
+function exceptionExit(c: Cpu, v: number, e: number): void {
+  recordVmExit(
+    c,
+    ExitReason.ExceptionOrNmi,
+    v === PF ? c.faultAddress : v === DB ? c.dr[6]! & 0x600f : 0,
+    interruptionInfo(v, InterruptionType.HardwareException, e >= 0),
+    Math.max(e, 0)
+  )
+  const vectoring = c.vectoringInfo >>> 0
+  if (vectoring === 0) return
+  const exit = c.vmcs!.exit
+  exit.idtVectoringInfo = vectoring
+  exit.idtVectoringErrorCode = c.vectoringError >>> 0
+  const type = (vectoring >>> 8) & 7
+  if (
+    type === InterruptionType.SoftwareInterrupt ||
+    type === InterruptionType.SoftwareException ||
+    type === InterruptionType.PrivilegedSoftwareException
+  )
+    exit.instructionLength = c.faultLength
+  c.vectoringInfo = 0
 }
 
 /** SDM 3C 26.2: does exception `vector` (error code `error`) exit, per the exception bitmap and the #PF mask/match? */

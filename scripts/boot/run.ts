@@ -18,13 +18,17 @@ import { Kernel } from "../../kernel/boot.ts"
 import { Datastore } from "../../kernel/datastore/service.ts"
 import { Worlds } from "../../kernel/sched/runtime.ts"
 import { VSwitch } from "../../kernel/vswitch/vswitch.ts"
-import { defaultVmConfig } from "../../vmm/config.ts"
+import { defaultVmConfig, type ExecutionMode } from "../../vmm/config.ts"
 import { addStandardDevices } from "../../vmm/platform/standard.ts"
 import { addVirtioDevices, datastoreBlockStore } from "../../vmm/platform/virtio.ts"
 import { createVm, type VirtualMachine } from "../../vmm/vm.ts"
 import type { PlannedGuest } from "./images.ts"
 
 export interface BootOptions {
+  /** Execution mode of VMs booted from an image (a VM config file names its own). Default hw. */
+  readonly mode?: ExecutionMode
+  /** `hw` mode of VMs booted from an image: false = without EPT (shadow page tables). Default true. */
+  readonly ept?: boolean
   readonly memoryMiB: number
   readonly vcpus: number
   readonly pcpus: number
@@ -57,6 +61,8 @@ export interface VmSummary {
   readonly instructions: number
   readonly mips: number
   readonly exits: Record<string, number>
+  /** The execution engine's counters (VirtualMachine.engineStats: shadow paging, ...); absent when it has none. */
+  readonly engine?: Record<string, number>
 }
 
 const describeEnd = (vm: VirtualMachine): { result: string; success: boolean; exitCode: number | null } => {
@@ -177,6 +183,8 @@ export const bootGuests = (guests: ReadonlyArray<PlannedGuest>, options: BootOpt
           }
           const config = guest.config ?? {
             ...defaultVmConfig(guest.name, guest.path),
+            mode: options.mode ?? "hw",
+            ...(options.ept === false ? { ept: false } : {}),
             memoryMiB: options.memoryMiB,
             vcpus: options.vcpus
           }
@@ -212,6 +220,7 @@ export const bootGuests = (guests: ReadonlyArray<PlannedGuest>, options: BootOpt
         return vms.map((vm, i): VmSummary => {
           vm.onFlush()
           const exits = Object.fromEntries(Object.entries(vm.counters).filter(([, n]) => n > 0))
+          const engine = vm.engineStats()
           return {
             vm: vm.name,
             image: guests[i]!.path,
@@ -219,7 +228,8 @@ export const bootGuests = (guests: ReadonlyArray<PlannedGuest>, options: BootOpt
             simulatedMs: vm.now / 1e6,
             instructions: vm.instructions,
             mips: vm.instructions / 1e6 / Math.max(seconds, 1e-9),
-            exits
+            exits,
+            ...(Object.keys(engine).length > 0 ? { engine } : {})
           }
         })
       }).pipe(Effect.provide(Kernel.boot(machine)))
@@ -229,16 +239,21 @@ export const bootGuests = (guests: ReadonlyArray<PlannedGuest>, options: BootOpt
   )
 
 export const formatSummary = (rows: ReadonlyArray<VmSummary>): string => {
-  const header = ["VM", "result", "sim ms", "instructions", "MIPS", "exits"]
+  // the engine's counters get a column only when some VM has them (hw mode with EPT has none)
+  const withEngine = rows.some((r) => r.engine !== undefined)
+  const header = ["VM", "result", "sim ms", "instructions", "MIPS", "exits", ...(withEngine ? ["engine"] : [])]
+  const counts = (counters: Record<string, number>, prefix?: RegExp) =>
+    Object.entries(counters)
+      .map(([k, v]) => `${prefix === undefined ? k : k.replace(prefix, "")}=${v}`)
+      .join(" ")
   const body = rows.map((r) => [
     r.vm,
     r.result,
     r.simulatedMs.toFixed(3),
     String(r.instructions),
     r.mips.toPrecision(3),
-    Object.entries(r.exits)
-      .map(([k, v]) => `${k.replace(/^exit_/, "")}=${v}`)
-      .join(" ")
+    counts(r.exits, /^exit_/),
+    ...(withEngine ? [counts(r.engine ?? {})] : [])
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)))
   const fmt = (row: ReadonlyArray<string>) =>

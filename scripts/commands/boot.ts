@@ -4,6 +4,9 @@
  * and NICs, the flags' values apply to plain images) or raw ROM (--bios) on
  * one simulated host; consoles are multiplexed with
  * each line prefixed by its VM's name; a summary per VM ends the run.
+ * `--ept off` runs the `hw` VMs booted from images without EPT, on shadow page
+ * tables as first-generation VT-x did (a config file says `"ept": false`);
+ * the summary then adds the engine's counters (shadow_hidden_faults, ...).
  * Exit status: 0 when every guest wrote 0 to the debug-exit port 0xF4, 1
  * otherwise (a guest failed, faulted or outlived --max-time), 2 for bad input
  * (nothing is started then).
@@ -11,7 +14,7 @@
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { nameProblems } from "../../kernel/datastore/names.ts"
-import { availableModes } from "../../vmm/config.ts"
+import { availableModes, type ExecutionMode } from "../../vmm/config.ts"
 import { planGuests } from "../boot/images.ts"
 import { bootGuests, formatSummary } from "../boot/run.ts"
 import { failWithMessage } from "./user-error.ts"
@@ -23,8 +26,16 @@ const images = Argument.String("image").pipe(
   Argument.variadic()
 )
 const mode = Flag.String("mode").pipe(
-  Flag.withDescription("Execution mode: hw (bt, pv, emu: not built yet)"),
+  Flag.withDescription(
+    "Execution mode: hw (VT-x), bt (binary translation), trap (deprivileged without translation: a demonstration that x86 needs BT); pv, emu: not built yet"
+  ),
   Flag.withDefault("hw")
+)
+const ept = Flag.String("ept").pipe(
+  Flag.withDescription(
+    "hw mode: on = EPT (nested paging); off = shadow page tables, as first-generation VT-x (real mode stepped in the emulator)"
+  ),
+  Flag.withDefault("on")
 )
 const mem = Flag.String("mem").pipe(Flag.withDescription("Guest RAM per VM, e.g. 16M, 64M"), Flag.withDefault("16M"))
 const vcpus = Flag.Int("vcpus").pipe(Flag.withDescription("vCPUs per VM"), Flag.withDefault(1))
@@ -79,7 +90,7 @@ const colors = [36, 33, 35, 32, 34, 31]
 
 export const boot = Command.make(
   "boot",
-  { images, mode, mem, vcpus, pcpus, seed, maxTime, cmdline, bios, serial, disk, net, trace, json },
+  { images, mode, ept, mem, vcpus, pcpus, seed, maxTime, cmdline, bios, serial, disk, net, trace, json },
   (o) =>
     Effect.gen(function* () {
       const problems: Array<string> = []
@@ -88,6 +99,8 @@ export const boot = Command.make(
           `--mode ${o.mode}: ${["bt", "pv", "emu"].includes(o.mode) ? "not built yet" : "unknown"} (available: ${availableModes.join(", ")})`
         )
       }
+      if (o.ept !== "on" && o.ept !== "off") problems.push(`--ept ${o.ept}: give on or off`)
+      else if (o.ept === "off" && o.mode !== "hw") problems.push(`--ept off: only for --mode hw (not ${o.mode})`)
       const memoryMiB = parseSize(o.mem)
       const memoryValid = memoryMiB !== undefined && memoryMiB >= 2 && memoryMiB <= 3072
       if (!memoryValid) problems.push(`--mem ${o.mem}: give 2M..3G, e.g. 16M`)
@@ -138,6 +151,8 @@ export const boot = Command.make(
             }
           : undefined
       const summaries = yield* bootGuests(guests, {
+        mode: o.mode as ExecutionMode,
+        ...(o.ept === "off" ? { ept: false } : {}),
         memoryMiB: memoryMiB!,
         vcpus: o.vcpus,
         pcpus: o.pcpus,

@@ -50,4 +50,16 @@ describe("instruction emulator", () => {
       }
     }
   })
+
+  it("an instruction that faults is reported as that step's trap, and the next step starts clean", () => {
+    const mm = new MemoryManager(new Uint8Array(4 * MIB), [{ base: 0, length: 4 * MIB, type: "usable" }])
+    const vm = vmWithMapping(mm, "a", 0x800000, 0x11)
+    vm.regs.cr3 = 0x3000 // an empty page directory: the load at 0x2000 (and its fetch) fault not-present
+    expect(vm.emulator.step(vm.regs, 0)).toEqual({ _tag: "Trap", vector: 14, error: 0, software: false })
+    expect(vm.regs.eip).toBe(0x2000)
+    expect(vm.regs.cr2).toBe(0x2000)
+    vm.regs.cr3 = 0x1000
+    expect(vm.emulator.step(vm.regs, 0)).toEqual({ _tag: "Done" })
+    expect(vm.regs.eax & 0xff).toBe(0x11)
+  })
 })

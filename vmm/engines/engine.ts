@@ -25,4 +25,6 @@ export interface ExecutionEngine {
    * injection, budget).
    */
   run(cpu: Cpu, cycles: number, guestTsc: number): ExitAction | undefined
+  /** Counters this engine keeps (translation cache, callouts...), for the boot summary; summed over vCPUs. */
+  stats?(): Readonly<Record<string, number>>
 }

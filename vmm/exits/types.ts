@@ -9,6 +9,7 @@ import type { IoPorts } from "../../hw/cpu/bus.ts"
 import type { Vmcs } from "../../hw/cpu/vmx/vmcs.ts"
 import type { EmulationResult } from "../emulator.ts"
 import type { GuestPhysical } from "../guest-memory.ts"
+import type { VcpuShadowPaging } from "../shadow/vmx-shadow-paging.ts"
 
 /** Why a VM ended (a guest-caused condition is data, not a host error). */
 export type VmEnd =
@@ -46,6 +47,8 @@ export interface ExitCounters {
   exit_preemption_timer: number
   exit_external_interrupt: number
   exit_exception: number
+  exit_cr_access: number
+  exit_invlpg: number
   exit_other: number
 }
 
@@ -63,6 +66,8 @@ export const newExitCounters = (): ExitCounters => ({
   exit_preemption_timer: 0,
   exit_external_interrupt: 0,
   exit_exception: 0,
+  exit_cr_access: 0,
+  exit_invlpg: 0,
   exit_other: 0
 })
 
@@ -84,4 +89,9 @@ export interface ExitContext {
   readonly cpuid: () => void
   /** Queue an exception for injection at the next VM entry. */
   readonly injectException: (vector: number, error: number) => void
+  /**
+   * `hw` mode without EPT: the vCPU's shadow paging (vmm/shadow/vmx-shadow-paging.ts). The VMCS guest state
+   * holds the guest's own CR0/CR3/CR4 while handlers run; CR-access, INVLPG and #PF exits act on the shadow.
+   */
+  readonly shadow?: VcpuShadowPaging
 }

@@ -142,6 +142,7 @@ export function vmenter(c: Cpu, vmcs: Vmcs, budget: number): RunExit {
     (vmcs.guest.interruptibility & (Interruptibility.BlockingBySti | Interruptibility.BlockingByMovSs)) !== 0
   c.nmiBlocked = (vmcs.guest.interruptibility & Interruptibility.BlockingByNmi) !== 0
   c.exitCode = -1
+  c.vectoringInfo = 0
   vmcs.launched = true
   vmcs.exit.reason = 0
 
@@ -215,6 +216,7 @@ function injectEvent(c: Cpu, vmcs: Vmcs): boolean {
   const vector = info & 0xff
   const type = (info >> 8) & 7
   const error = (info & INTR_INFO_ERROR_CODE) !== 0 ? vmcs.entry.exceptionErrorCode : -1
+  const rip = c.eip
   if (
     type === InterruptionType.SoftwareInterrupt ||
     type === InterruptionType.SoftwareException ||
@@ -230,12 +232,16 @@ function injectEvent(c: Cpu, vmcs: Vmcs): boolean {
         : EventKind.Software
   c.halted = false
   if (type === InterruptionType.Nmi) c.nmiBlocked = true
-  c.startEip = c.eip
+  // a VM exit during the delivery saves the RIP of the entry and, for a software event, the VM-entry
+  // instruction length as the VM-exit one (SDM 3C 28.2.5), so the VMM can inject the event again as it was
+  c.startEip = rip
+  c.faultLength = (c.eip - rip) >>> 0
   try {
     deliver(c, vector, error, kind)
   } catch (e) {
     if (e !== FAULT) throw e
     c.resetPrefixes()
+    c.eip = rip
     if (c.excVector === 256) return true
     // a fault while delivering the injected event is handled as in the guest, #DF rules included (SDM 27.6.1.1)
     dispatchFault(c)

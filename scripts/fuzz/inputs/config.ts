@@ -23,7 +23,7 @@
  */
 import { Cause, Effect, Exit } from "effect"
 import fc from "fast-check"
-import { decodeVmConfig, VmConfigError } from "../../../vmm/config.ts"
+import { availableModes, decodeVmConfig, VmConfigError } from "../../../vmm/config.ts"
 import { checkNameProblems, diskName } from "./datastore.ts"
 
 const must = (condition: boolean, message: string): void => {
@@ -91,7 +91,7 @@ const vmConfig = struct({
   name: leaf((v) => typeof v === "string" && /^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/.test(v)),
   memoryMiB: leaf(int(1, 3072)),
   vcpus: leaf(int(1, 16)),
-  mode: leaf((v) => v === "hw" || v === "bt" || v === "pv" || v === "emu"),
+  mode: leaf((v) => v === "hw" || v === "bt" || v === "pv" || v === "emu" || v === "trap"),
   cpu: struct({
     shares: leaf((v) => v === "high" || v === "normal" || v === "low" || int(1, 1_000_000)(v)),
     reservation: leaf(num(0, 64)),
@@ -133,7 +133,7 @@ const validConfig = fc.record({
   name: fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/),
   memoryMiB: fc.integer({ min: 1, max: 3072 }),
   vcpus: fc.integer({ min: 1, max: 16 }),
-  mode: fc.oneof({ weight: 4, arbitrary: fc.constant("hw") }, fc.constantFrom("bt", "pv", "emu")),
+  mode: fc.oneof({ weight: 4, arbitrary: fc.constant("hw") }, fc.constantFrom("bt", "pv", "emu", "trap")),
   cpu: fc.record({
     shares: fc.oneof(fc.constantFrom("high", "normal", "low"), fc.integer({ min: 1, max: 1_000_000 })),
     reservation: fc.oneof(fc.constantFrom(0, 64, 0.5), fc.double({ min: 0, max: 64, noNaN: true })),
@@ -427,7 +427,7 @@ export function checkConfigText(text: string): void {
   }
   const problems = parsed.ok ? schemaProblems(parsed.value) : [[]]
   const config = parsed.ok && isRecord(parsed.value) ? parsed.value : undefined
-  const unbuilt = problems.length === 0 && config?.mode !== "hw"
+  const unbuilt = problems.length === 0 && !availableModes.includes(config?.mode as never)
 
   if (Exit.isSuccess(exit)) {
     must(parsed.ok, "accepted a text that is not JSON")

@@ -1,0 +1,531 @@
+/**
+ * `hw` mode without EPT (`fibervisor boot --ept off`, VM config `"ept": false`):
+ * first-generation VT-x, shadow page tables, real mode stepped in the
+ * emulator (vmm/shadow/vmx-shadow-paging.ts, vmm/engines/invalid-guest-state.ts).
+ *
+ *   - every committed guest image boots with --ept off to the same COM1 bytes
+ *     and the same result and exit status as with EPT, and the summary's
+ *     engine counters show the shadow at work (minios: CR3 switches, writes
+ *     to traced page tables, true faults for its demand paging);
+ *   - VMs made in-process (as vm.test.ts): a real-mode guest (emulated),
+ *     an interrupt arriving after STI's shadow in emulated real mode, SMP
+ *     start-up (INIT/SIPI into real mode), reset;
+ *   - the configuration: `ept` in a VM config, `--ept on|off` and its errors.
+ */
+import { spawnSync } from "node:child_process"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
+import { Machine } from "../../hw/machine/machine.ts"
+import { Kernel } from "../../kernel/boot.ts"
+import { Worlds } from "../../kernel/sched/runtime.ts"
+import { decodeVmConfig, defaultVmConfig, type VmConfig } from "../../vmm/config.ts"
+import { flat32Payload, realModePayload } from "../../vmm/loader/raw-payload.ts"
+import { type BootPayload, createVm, type VirtualMachine, type VmIo } from "../../vmm/vm.ts"
+import { assemble } from "../hw/cpu/harness.ts"
+import { root } from "../scripts/cli.ts"
+
+// ---------------------------------------------------------------------------
+// every image, EPT on and off, through the CLI
+
+interface Summary {
+  readonly vm: string
+  readonly result: string
+  readonly exitCode: number | null
+  readonly exits: Record<string, number>
+  readonly engine?: Record<string, number>
+}
+
+/** images/<name>/<name>.elf, with how it is booted: vCPUs from its boot.json, a disk, a NIC pair. */
+const images = readdirSync(join(root, "images"))
+  .filter((dir) => existsSync(join(root, "images", dir, `${dir}.elf`)))
+  .map((name) => {
+    const settings = join(root, "images", name, "boot.json")
+    const vcpus = existsSync(settings)
+      ? ((JSON.parse(readFileSync(settings, "utf8")) as { vcpus?: number }).vcpus ?? 1)
+      : 1
+    return { name, image: `images/${name}/${name}.elf`, vcpus }
+  })
+
+const bootImage = (image: { name: string; image: string; vcpus: number }, ept: "on" | "off") => {
+  const dir = mkdtempSync(join(tmpdir(), `fibervisor-ept-${ept}-`))
+  const serial = join(dir, "com1")
+  const args = ["boot", image.image, "--vcpus", String(image.vcpus), "--ept", ept, "--serial", serial, "--json"]
+  // blk needs its disk (a fresh datastore: both runs see "boot 1"); net pings a second VM through the vSwitch
+  if (image.name === "blk") args.push("--disk", join(dir, "datastore.img"))
+  if (image.name === "net") args.splice(2, 0, image.image, "--net")
+  const r = spawnSync(join(root, "node_modules/.bin/node"), [join(root, "scripts/fibervisor.ts"), ...args], {
+    cwd: root,
+    encoding: "utf8",
+    timeout: 120_000
+  })
+  const vms = (JSON.parse(r.stdout) as { vms: Array<Summary> }).vms
+  return { status: r.status, serial: readFileSync(serial, "latin1"), vms }
+}
+
+describe("every image boots with --ept off: same COM1 bytes, result and exit status as with EPT", () => {
+  it("has the images the task names", () => {
+    expect(images.map((i) => i.name)).toEqual(
+      expect.arrayContaining(["hello", "timer", "minios", "smp", "blk", "net", "cpu-selftest", "hostile"])
+    )
+  })
+
+  for (const image of images) {
+    it(image.name, { timeout: 240_000 }, () => {
+      const on = bootImage(image, "on")
+      const off = bootImage(image, "off")
+      expect(off.serial.length).toBeGreaterThan(0)
+      expect(off.serial).toBe(on.serial)
+      expect(off.status).toBe(on.status)
+      expect(off.vms.map((v) => [v.vm, v.result, v.exitCode])).toEqual(on.vms.map((v) => [v.vm, v.result, v.exitCode]))
+      // EPT: no engine counters, EPT backing; shadow paging: hidden faults on every image, no EPT exits
+      for (const vm of on.vms) expect(vm.engine).toBeUndefined()
+      for (const vm of off.vms) {
+        expect(vm.engine?.shadow_hidden_faults).toBeGreaterThan(0)
+        expect(vm.exits.exit_ept_backing).toBeUndefined()
+        expect(vm.exits.exit_exception).toBeGreaterThan(0)
+      }
+      if (image.name === "minios") {
+        const engine = off.vms[0]!.engine!
+        // a CR3 switch per context switch; the kernel writes PTEs of live (traced) page tables on demand
+        // faults; those faults (and child 5's write to its read-only code page) are true faults for the guest
+        expect(engine.shadow_cr3_switches).toBeGreaterThan(10)
+        expect(engine.shadow_traced_writes).toBeGreaterThan(0)
+        expect(engine.shadow_true_faults).toBeGreaterThanOrEqual(17)
+        expect(off.serial).toContain("17 page faults")
+      }
+      if (image.name === "smp") {
+        // the APs start in real mode (SIPI): VM entry cannot run it without unrestricted guest
+        expect(off.vms[0]!.engine!.realmode_emulated_instructions).toBeGreaterThan(0)
+      }
+    })
+  }
+})
+
+describe("the hostile guest without EPT: only it is affected (as test/images/hostile.test.ts)", () => {
+  it("ends in a triple fault while blk, hello and timer on the same host, datastore and vSwitch succeed", () => {
+    const disk = join(mkdtempSync(join(tmpdir(), "fibervisor-hostile-noept-")), "datastore.img")
+    const r = spawnSync(
+      join(root, "node_modules/.bin/node"),
+      [
+        join(root, "scripts/fibervisor.ts"),
+        "boot",
+        "images/hostile/hostile.elf",
+        "images/blk/blk.elf",
+        "images/hello/hello.elf",
+        "images/timer/timer.elf",
+        "--disk",
+        disk,
+        "--net",
+        "--ept",
+        "off",
+        "--json"
+      ],
+      { cwd: root, encoding: "utf8", timeout: 120_000 }
+    )
+    const vms = (JSON.parse(r.stdout) as { vms: Array<Summary> }).vms
+    expect(vms.map((v) => [v.vm, v.result])).toEqual([
+      ["hostile", "triple fault"],
+      ["blk", "success"],
+      ["hello", "success"],
+      ["timer", "success"]
+    ])
+    // its stores outside RAM are #PF exits the shadow MMU finds to be MMIO: emulated, never mapped
+    expect(vms[0]!.exits.exit_mmio_write).toBeGreaterThan(3_000)
+    expect(vms[0]!.exits.exit_io_out).toBeGreaterThan(60_000)
+    expect(r.status).toBe(1)
+  })
+})
+
+// ---------------------------------------------------------------------------
+// in-process VMs (as vm.test.ts), EPT off
+
+const machine = () =>
+  new Machine(Effect.runSync(decodeMachineConfig("test", JSON.stringify({ ...defaultMachineConfig, ramMiB: 64 }))))
+
+const noEpt = (name: string, vcpus = 1): VmConfig => ({ ...defaultVmConfig(name, "inline"), vcpus, ept: false })
+
+const realMode = (source: string): BootPayload => realModePayload(assemble(`bits 16\norg 0x7c00\n${source}`).bytes)
+const flat32 = (source: string): BootPayload => flat32Payload(assemble(`bits 32\norg 0x100000\n${source}`).bytes)
+
+const debugExit = (vm: VirtualMachine) =>
+  [
+    [
+      0xf4,
+      4,
+      {
+        name: "debug-exit",
+        read: () => 0xffffffff,
+        write: (_o: number, _s: number, v: number) => vm.end({ _tag: "DebugExit", code: v })
+      }
+    ]
+  ] as const
+
+const run = (config: VmConfig, payload: BootPayload, ns: number, ports: VmIo["ports"] = debugExit) => {
+  let out = ""
+  return Effect.gen(function* () {
+    const vm = yield* createVm(config, payload, { console: (b) => (out += String.fromCharCode(b)), ports })
+    yield* (yield* Worlds).runFor(ns)
+    return { vm, out: () => out }
+  })
+}
+
+describe("VMs without EPT (in-process)", () => {
+  it.effect("a real-mode guest runs in the emulator (no unrestricted guest); INT n goes through its own IVT", () =>
+    Effect.gen(function* () {
+      const { vm, out } = yield* run(
+        noEpt("real"),
+        realMode(`
+  xor ax, ax
+  mov ds, ax
+  mov word [0x77 * 4], handler
+  mov word [0x77 * 4 + 2], 0
+  mov si, msg
+  mov dx, 0x3f8
+print:
+  lodsb
+  or al, al
+  jz done
+  out dx, al
+  jmp print
+done:
+  int 0x77
+  hlt
+handler:
+  xor al, al
+  out 0xf4, al
+  hlt
+msg: db "real mode, emulated", 0
+`),
+        50_000_000
+      )
+      expect(out()).toBe("real mode, emulated")
+      expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+      const stats = vm.engineStats()
+      expect(stats.realmode_emulated_instructions).toBe(vm.instructions)
+      expect(stats.shadow_cr3_switches, "no VM entry ever happened").toBe(0)
+      expect(vm.counters.exit_io_out, "the OUTs ran in the emulator, not as exits").toBe(0)
+    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+  )
+
+  it.effect(
+    "an interrupt pending at STI arrives right after the one instruction in its shadow, in emulated real mode",
+    () =>
+      // as vm.test.ts: IRQ 0 pending while IF = 0; the handler prints "ok" when the interrupted IP is after CPUID
+      Effect.gen(function* () {
+        const { vm, out } = yield* run(
+          noEpt("sti-shadow"),
+          realMode(`
+  cli
+  xor ax, ax
+  mov ds, ax
+  mov ss, ax
+  mov sp, 0x7000
+  mov word [0x20 * 4], handler
+  mov word [0x20 * 4 + 2], 0
+  mov al, 0x11
+  out 0x20, al
+  mov al, 0x20
+  out 0x21, al
+  mov al, 0x04
+  out 0x21, al
+  mov al, 0x01
+  out 0x21, al
+  mov al, 0xfe
+  out 0x21, al
+  mov al, 0x34
+  out 0x43, al
+  mov al, 0x10
+  out 0x40, al
+  xor al, al
+  out 0x40, al
+  mov cx, 0x400
+spin:
+  loop spin
+  sti
+  cpuid
+after_cpuid:
+  inc cx
+  jmp after_cpuid
+handler:
+  mov bp, sp
+  mov dx, 0x3f8
+  cmp word [bp], after_cpuid
+  jne late
+  mov al, 'o'
+  out dx, al
+  mov al, 'k'
+  out dx, al
+  jmp done
+late:
+  mov al, 'l'
+  out dx, al
+done:
+  xor al, al
+  out 0xf4, al
+  hlt
+`),
+          50_000_000
+        )
+        expect(out()).toBe("ok")
+        expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+      }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+  )
+
+  it.effect(
+    "SMP: the APs start in real mode from INIT/SIPI (emulated), then run on shadow paging (3 vCPUs, 2 pCPUs)",
+    () =>
+      Effect.gen(function* () {
+        const { vm, out } = yield* run(
+          noEpt("smp", 3),
+          flat32(`
+  mov esi, tramp
+  mov edi, 0x8000
+  mov ecx, tramp_end - tramp
+  rep movsb
+  mov dword [0xfee00310], 0
+  mov dword [0xfee00300], 0x000c4500  ; INIT, all excluding self
+  mov dword [0xfee00300], 0x000c4608  ; start-up IPI, vector 8 -> 0x8000
+wait_aps:
+  cmp word [0x9000], 2
+  jb wait_aps
+  mov dx, 0x3f8
+  mov al, 'A'
+  out dx, al
+  mov ax, [0x9000]
+  add al, '0'
+  out dx, al
+  xor eax, eax
+  out 0xf4, al
+  hlt
+tramp:
+bits 16
+  lock inc word [0x9000]
+ap_sleep:
+  cli
+  hlt
+  jmp ap_sleep
+tramp_end:
+`),
+          100_000_000
+        )
+        expect(out()).toBe("A2")
+        expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+        expect(vm.vcpus.every((v) => v.instructions > 0)).toBe(true)
+        expect(vm.engineStats().realmode_emulated_instructions).toBeGreaterThanOrEqual(2 * 3)
+      }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+  )
+
+  it.effect("SMP with paging: every vCPU turns paging on over one page directory; they share the VM's shadows", () =>
+    // the BSP builds identity paging for 0-4 MiB and the local APIC, plus an alias at 0x40000000 of the
+    // counter's page, turns it on, starts 3 APs (real mode -> protected mode -> paging on with the same CR3):
+    // each adds 1 through the alias; then the BSP remaps the alias (a write to a live, traced page table) and
+    // reads through it
+    Effect.gen(function* () {
+      const program = (vcpus: number) => `
+PD equ 0x20000
+PT0 equ 0x21000
+PT1 equ 0x22000
+COUNTER equ 0x23000
+OTHER equ 0x24000
+PT2 equ 0x25000
+ALIAS equ 0x40000000
+  mov edi, PD
+  xor eax, eax
+  mov ecx, 3 * 1024
+  rep stosd
+  mov edi, PT2
+  mov ecx, 1024
+  rep stosd
+  mov dword [PD], PT0 | 3
+  mov dword [PD + (ALIAS >> 22) * 4], PT1 | 3
+  mov dword [PD + (0xfee00000 >> 22) * 4], PT2 | 3
+  mov dword [PT2 + ((0xfee00000 >> 12) & 0x3ff) * 4], 0xfee00000 | 3   ; the local APIC
+  mov edi, PT0
+  mov eax, 3
+fill:
+  stosd
+  add eax, 0x1000
+  cmp edi, PT0 + 4096
+  jb fill
+  mov dword [PT1], COUNTER | 3
+  mov dword [OTHER], 0x77
+  mov eax, PD
+  mov cr3, eax
+  mov eax, cr0
+  or eax, 0x80000000
+  mov cr0, eax
+  mov esi, tramp
+  mov edi, 0x8000
+  mov ecx, tramp_end - tramp
+  rep movsb
+  mov dword [0xfee00310], 0
+  mov dword [0xfee00300], 0x000c4500
+  mov dword [0xfee00300], 0x000c4608
+wait_aps:
+  cmp dword [ALIAS], ${vcpus - 1}
+  jb wait_aps
+  mov dx, 0x3f8
+  mov al, 'P'
+  out dx, al
+  mov al, [COUNTER]
+  add al, '0'
+  out dx, al
+  mov dword [PT1], OTHER | 3        ; remap the alias: no INVLPG (the shadow is coherent anyway)
+  invlpg [ALIAS]
+  mov al, [ALIAS]
+  out dx, al
+  mov eax, cr3
+  cmp eax, PD
+  jne bad
+  xor eax, eax
+  out 0xf4, al
+  hlt
+bad:
+  mov al, 1
+  out 0xf4, al
+  hlt
+ap32:
+  mov ax, 0x10
+  mov ds, ax
+  mov es, ax
+  mov ss, ax
+  mov eax, PD
+  mov cr3, eax
+  mov eax, cr0
+  or eax, 0x80000000
+  mov cr0, eax
+  lock inc dword [ALIAS]
+ap_sleep:
+  cli
+  hlt
+  jmp ap_sleep
+tramp:
+bits 16
+  cli
+  xor ax, ax
+  mov ds, ax
+  o32 lgdt [0x8000 + (gdtr - tramp)]
+  mov eax, cr0
+  or eax, 1
+  mov cr0, eax
+  jmp dword 0x08:ap32
+align 8
+gdt:
+  dq 0
+  dq 0x00cf9a000000ffff
+  dq 0x00cf92000000ffff
+gdtr:
+  dw 3 * 8 - 1
+  dd 0x8000 + (gdt - tramp)
+tramp_end:
+`
+      const { vm, out } = yield* run(noEpt("smp-paging", 4), flat32(program(4)), 100_000_000)
+      expect(out()).toBe(`P3${String.fromCharCode(0x77)}`)
+      expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+      const stats = vm.engineStats()
+      expect(stats.shadow_traced_writes).toBeGreaterThan(0)
+      expect(stats.realmode_emulated_instructions).toBeGreaterThanOrEqual(3 * 7)
+      // the same program with EPT gives the same bytes
+      const withEpt = yield* run(
+        { ...defaultVmConfig("smp-paging-ept", "inline"), vcpus: 4 },
+        flat32(program(4)),
+        100_000_000
+      )
+      expect(withEpt.out()).toBe(out())
+    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+  )
+
+  it.effect("reset reloads the image and restarts the boot vCPU; the shadows start afresh", () =>
+    Effect.gen(function* () {
+      const { vm, out } = yield* run(
+        noEpt("resetter"),
+        realMode(`
+  inc byte [0x9000]
+  mov al, [0x9000]
+  add al, '0'
+  mov dx, 0x3f8
+  out dx, al
+  cmp al, '3'
+  jae finish
+  out 0xf8, al
+  hlt
+finish:
+  xor al, al
+  out 0xf4, al
+  hlt`),
+        20_000_000,
+        (v) => [...debugExit(v), [0xf8, 1, { name: "reset", read: () => 0xff, write: () => v.reset() }] as const]
+      )
+      expect(out()).toBe("123")
+      expect(vm.resets).toBe(2)
+      expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+  )
+
+  it.effect("with EPT (the default) the VM has no shadow and no engine counters", () =>
+    Effect.gen(function* () {
+      const { vm } = yield* run(defaultVmConfig("ept", "inline"), realMode("xor al, al\nout 0xf4, al\nhlt"), 10_000_000)
+      expect(vm.shadow).toBeUndefined()
+      expect(vm.engineStats()).toEqual({})
+      expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+  )
+})
+
+// ---------------------------------------------------------------------------
+// configuration
+
+describe("configuration: `ept` in a VM config, --ept on|off", () => {
+  const decode = (fields: Record<string, unknown>) =>
+    Effect.runSync(
+      Effect.result(decodeVmConfig("vm.json", JSON.stringify({ ...defaultVmConfig("vm", "k.elf"), ...fields })))
+    )
+
+  it("ept is optional (EPT when left out), a boolean, and only for mode hw", () => {
+    const left = decode({})
+    expect(left._tag === "Success" && left.success.ept).toBeUndefined()
+    const off = decode({ ept: false })
+    expect(off._tag === "Success" && off.success.ept).toBe(false)
+    const wrong = decode({ ept: "off" })
+    expect(wrong._tag).toBe("Failure")
+    if (wrong._tag === "Failure") expect(wrong.failure.message).toContain('["ept"]')
+    const bt = decode({ mode: "bt", ept: false })
+    expect(bt._tag).toBe("Failure")
+    if (bt._tag === "Failure") expect(bt.failure.message).toContain('"ept" applies to mode "hw" only')
+  })
+
+  const cli = (...args: Array<string>) =>
+    spawnSync(join(root, "node_modules/.bin/node"), [join(root, "scripts/fibervisor.ts"), ...args], {
+      cwd: root,
+      encoding: "utf8",
+      timeout: 60_000
+    })
+
+  it("--ept with another value is refused with the reason, exit 2, nothing started", () => {
+    const r = cli("boot", "images/hello/hello.elf", "--ept", "maybe")
+    expect(r.status).toBe(2)
+    expect(r.stderr).toContain("--ept maybe: give on or off")
+    expect(r.stdout).toBe("")
+  })
+
+  it("--ept off prints the engine's counters in the summary; a VM config file says `ept: false` itself", () => {
+    const r = cli("boot", "images/hello/hello.elf", "--ept", "off")
+    expect(r.status).toBe(0)
+    expect(r.stdout).toMatch(/hello\s+success/)
+    expect(r.stdout).toMatch(/engine/)
+    expect(r.stdout).toMatch(/shadow_hidden_faults=[1-9]/)
+    const plain = cli("boot", "images/hello/hello.elf")
+    expect(plain.stdout).not.toContain("shadow_")
+    const dir = mkdtempSync(join(tmpdir(), "fibervisor-ept-config-"))
+    const file = join(dir, "noept.json")
+    writeFileSync(file, JSON.stringify({ ept: false, boot: { kernel: join(root, "images/hello/hello.elf") } }))
+    const config = cli("boot", file, "--json")
+    expect(config.status).toBe(0)
+    const vm = (JSON.parse(config.stdout) as { vms: Array<Summary> }).vms[0]!
+    expect(vm.engine?.shadow_hidden_faults).toBeGreaterThan(0)
+  })
+})

@@ -1,0 +1,203 @@
+/**
+ * What the binary translator needs to know of one guest instruction in
+ * 32-bit code (Intel SDM Vol. 2 ch. 2 "Instruction Format", Appendix A
+ * opcode map): its length (from the disassembler, hw/cpu/disasm.ts, which
+ * decodes prefixes, ModRM, SIB, displacement and immediates from the same
+ * opcode table the interpreter uses) and how it must be translated:
+ *
+ *   ident     copied unchanged into the translation cache
+ *   jmp/jcc/call/loop   direct (PC-relative) control flow: rewritten
+ *   emulate   a sensitive or privileged instruction, an indirect or far
+ *             control transfer, anything that reads CS or loads a segment
+ *             register: a callout to the monitor, which carries it out on
+ *             the virtual CPU (Adams & Agesen 2006 section 3.1; Robin &
+ *             Irvine, "Analysis of the Intel Pentium's ability to support a
+ *             secure VMM", 2000, for the sensitive-but-unprivileged list)
+ *
+ * Every instruction the translator does not positively know to be safe to
+ * run at ring 1 is `emulate`: an unknown opcode costs a callout, never a
+ * hole in the monitor.
+ */
+import { disassemble } from "../../../hw/cpu/disasm.ts"
+import { entryFor, isPrefix, oneByte } from "../../../hw/cpu/opcodes.ts"
+
+export type InstructionKind = "ident" | "jmp" | "jcc" | "call" | "loop" | "emulate"
+
+export interface DecodedInstruction {
+  readonly length: number
+  readonly kind: InstructionKind
+  /** Mnemonic from the opcode map (the callout kind for `emulate`), or "invalid". */
+  readonly mnemonic: string
+  /** Direct branches: the target EIP. */
+  readonly target: number
+  /** Direct branches: the condition nibble (jcc) or the opcode (loop E0-E3). */
+  readonly condition: number
+  /** The instruction ends a translated block (control flow, callouts). */
+  readonly endsBlock: boolean
+}
+
+/** Opcodes (one-byte) that always go to the monitor. */
+const EMULATE_ONE_BYTE = new Set([
+  0x07, // pop es
+  0x0e, // push cs
+  0x16, // push ss
+  0x17, // pop ss
+  0x1f, // pop ds
+  0x2e, // cs: override (would read through the translation cache's CS)
+  0x63, // arpl: compares RPLs (sensitive at a deprivileged CPL)
+  0x6c,
+  0x6d,
+  0x6e,
+  0x6f, // ins/outs
+  0x8c, // mov r/m, sreg
+  0x8e, // mov sreg, r/m
+  0x9a, // call far
+  0x9c, // pushf
+  0x9d, // popf
+  0xc2,
+  0xc3, // ret (indirect: the return address is a guest EIP)
+  0xc4,
+  0xc5, // les, lds
+  0xca,
+  0xcb, // retf
+  0xcc,
+  0xcd,
+  0xce, // int3, int n, into
+  0xcf, // iret
+  0xe4,
+  0xe5,
+  0xe6,
+  0xe7, // in/out imm8
+  0xea, // jmp far
+  0xec,
+  0xed,
+  0xee,
+  0xef, // in/out dx
+  0xf1, // int1
+  0xf4, // hlt
+  0xfa, // cli
+  0xfb // sti
+])
+
+/** Two-byte opcodes (0F xx) that are safe to copy; every other 0F opcode goes to the monitor. */
+const IDENT_TWO_BYTE = new Set<number>([
+  0x31, // rdtsc (the pCPU's TSC offset is the guest's)
+  ...range(0x40, 0x4f), // cmovcc
+  ...range(0x90, 0x9f), // setcc
+  0xa0, // push fs
+  0xa3,
+  0xa4,
+  0xa5, // bt, shld
+  0xa8, // push gs
+  0xab,
+  0xac,
+  0xad,
+  0xaf, // bts, shrd, imul
+  0xb0,
+  0xb1, // cmpxchg
+  0xb3, // btr
+  0xb6,
+  0xb7, // movzx
+  0xba,
+  0xbb,
+  0xbc,
+  0xbd,
+  0xbe,
+  0xbf, // bt group, btc, bsf, bsr, movsx
+  0xc0,
+  0xc1, // xadd
+  0xc7, // cmpxchg8b
+  ...range(0xc8, 0xcf) // bswap
+])
+
+function range(from: number, to: number): Array<number> {
+  const out: Array<number> = []
+  for (let i = from; i <= to; i++) out.push(i)
+  return out
+}
+
+const INVALID: DecodedInstruction = {
+  length: 1,
+  kind: "emulate",
+  mnemonic: "invalid",
+  target: 0,
+  condition: 0,
+  endsBlock: true
+}
+
+const s8 = (b: number): number => (b << 24) >> 24
+const s32 = (bytes: Uint8Array, i: number): number =>
+  bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24) | 0
+
+/**
+ * Decode the instruction in `bytes` (up to 15 bytes from its first byte)
+ * at guest EIP `eip`, in 32-bit code.
+ */
+export function decodeInstruction(bytes: Uint8Array, eip: number): DecodedInstruction {
+  const { length, text } = disassemble(bytes, 0, eip, true)
+  if (text.startsWith("db ") || text === "(no bytes)") return INVALID
+  let i = 0
+  let opsize = false
+  let addrsize = false
+  let segCs = false
+  for (; i < length; i++) {
+    const slot = oneByte[bytes[i]!]
+    if (!isPrefix(slot)) break
+    if (slot.prefix === "opsize") opsize = true
+    else if (slot.prefix === "addrsize") addrsize = true
+    else if (slot.prefix === "cs") segCs = true
+  }
+  const op = bytes[i]!
+  const emulate = (mnemonic: string): DecodedInstruction => ({
+    length,
+    kind: "emulate",
+    mnemonic,
+    target: 0,
+    condition: 0,
+    endsBlock: true
+  })
+  const next = (eip + length) >>> 0
+  if (op === 0x0f) {
+    const op2 = bytes[i + 1]!
+    const reg = (bytes[i + 2]! >> 3) & 7
+    const mnemonic = entryFor(op2, true, reg)?.mnemonic ?? "invalid"
+    if (segCs) return emulate(mnemonic)
+    if (op2 >= 0x80 && op2 <= 0x8f) {
+      if (opsize) return emulate(mnemonic)
+      const target = (next + s32(bytes, i + 2)) >>> 0
+      return { length, kind: "jcc", mnemonic, target, condition: op2 & 15, endsBlock: true }
+    }
+    if (IDENT_TWO_BYTE.has(op2)) return { length, kind: "ident", mnemonic, target: 0, condition: 0, endsBlock: false }
+    return emulate(mnemonic)
+  }
+  const reg = (bytes[i + 1]! >> 3) & 7
+  const mnemonic = entryFor(op, false, reg)?.mnemonic ?? "invalid"
+  if (segCs || EMULATE_ONE_BYTE.has(op)) return emulate(mnemonic)
+  if (op >= 0x70 && op <= 0x7f) {
+    if (opsize) return emulate(mnemonic)
+    return {
+      length,
+      kind: "jcc",
+      mnemonic,
+      target: (next + s8(bytes[i + 1]!)) >>> 0,
+      condition: op & 15,
+      endsBlock: true
+    }
+  }
+  if (op === 0xeb || op === 0xe9) {
+    if (opsize) return emulate(mnemonic)
+    const disp = op === 0xeb ? s8(bytes[i + 1]!) : s32(bytes, i + 1)
+    return { length, kind: "jmp", mnemonic, target: (next + disp) >>> 0, condition: 0, endsBlock: true }
+  }
+  if (op === 0xe8) {
+    if (opsize) return emulate(mnemonic)
+    return { length, kind: "call", mnemonic, target: (next + s32(bytes, i + 1)) >>> 0, condition: 0, endsBlock: true }
+  }
+  if (op >= 0xe0 && op <= 0xe3) {
+    // loopne/loope/loop/jecxz count ECX (CX with a 67 prefix, which the translation would lose: emulated)
+    if (opsize || addrsize || i !== 0) return emulate(mnemonic)
+    return { length, kind: "loop", mnemonic, target: (next + s8(bytes[i + 1]!)) >>> 0, condition: op, endsBlock: true }
+  }
+  if (op === 0xff && (reg === 2 || reg === 3 || reg === 4 || reg === 5)) return emulate(mnemonic) // indirect/far call, jmp
+  return { length, kind: "ident", mnemonic, target: 0, condition: 0, endsBlock: false }
+}

@@ -43,7 +43,7 @@ import { vmExits } from "../kernel/trace/metrics.ts"
 import type { VmConfig } from "./config.ts"
 import { InstructionEmulator } from "./emulator.ts"
 import { BtEngine } from "./engines/bt/engine.ts"
-import { BtMonitor } from "./engines/bt/monitor.ts"
+import { BtMonitor, type BtOptions } from "./engines/bt/monitor.ts"
 import { type ExitCounters, newExitCounters, type VmEnd } from "./exits/types.ts"
 import { GuestMemoryError, GuestPhysical } from "./guest-memory.ts"
 import { PcPlatform } from "./platform/pc.ts"
@@ -63,6 +63,8 @@ export interface VmIo {
   readonly console: (byte: number) => void
   /** Extra guest-visible port devices (base, length, device), built with the VM they belong to. */
   readonly ports?: (vm: VirtualMachine) => ReadonlyArray<readonly [number, number, BusDevice]>
+  /** Tuning of the bt monitor (mode bt/trap), e.g. a small translation cache in tests. */
+  readonly bt?: Pick<BtOptions, "tcBytes">
 }
 
 export class VmError extends Error {
@@ -324,7 +326,10 @@ export const createVm = (
       const frames = memory.managerUnsafe.shadowFrames(config.name)
       const made =
         "allocateTable" in frames
-          ? BtMonitor.create(guest, frames, emulator, config.vcpus, { translate: config.mode === "bt" })
+          ? BtMonitor.create(guest, frames, emulator, config.vcpus, {
+              ...io.bt,
+              translate: config.mode === "bt"
+            })
           : frames
       if (!(made instanceof BtMonitor)) {
         yield* worlds.removeVm(sched)

@@ -141,6 +141,8 @@ export interface ShadowStats {
   hiddenFaults: number
   trueFaults: number
   tracedWrites: number
+  /** Writes that trapped on a frame write-protected only because it holds translated code (bt). */
+  codeWrites: number
   cr3Switches: number
   cacheHits: number
   cacheMisses: number
@@ -183,6 +185,7 @@ export class ShadowMmu {
     hiddenFaults: 0,
     trueFaults: 0,
     tracedWrites: 0,
+    codeWrites: 0,
     cr3Switches: 0,
     cacheHits: 0,
     cacheMisses: 0,
@@ -356,7 +359,8 @@ export class ShadowMmu {
     if (us) leaf |= PTE_US
     this.setLeaf(pt, (linear >>> 12) & 0x3ff, leaf >>> 0, gfn)
     if (write && traced) {
-      this.stats.tracedWrites++
+      if (this.isTraced(gfn)) this.stats.tracedWrites++
+      else this.stats.codeWrites++
       return { kind: "traced", gpa: (gpa | (linear & 0xfff)) >>> 0 }
     }
     this.stats.hiddenFaults++

@@ -55,6 +55,7 @@ import { type CpuState, Flag, RunExit, type SegmentState } from "../../../hw/cpu
 import { INTR_INFO_ERROR_CODE, INTR_INFO_VALID, InterruptionType } from "../../../hw/cpu/vmx/exit-reasons.ts"
 import { ActivityState, cloneGuestRegisters, Interruptibility, type Vmcs } from "../../../hw/cpu/vmx/vmcs.ts"
 import { End, type ExitAction, type ExitContext, Halt, Resume, Yield } from "../../exits/types.ts"
+import type { FaultOutcome } from "../../shadow/shadow-mmu.ts"
 import type { ExecutionEngine } from "../engine.ts"
 import type { HwEngineHost } from "../hw.ts"
 import type { BtMonitor } from "./monitor.ts"
@@ -67,7 +68,7 @@ import {
   TC_CODE_ACCESS,
   TC_CODE_SELECTOR
 } from "./monitor-region.ts"
-import { CALLOUT_VECTOR } from "./translation-cache.ts"
+import { type Block, CALLOUT_VECTOR } from "./translation-cache.ts"
 import type { CodeReader } from "./translator.ts"
 
 const PF = 14
@@ -107,8 +108,10 @@ export class BtEngine implements ExecutionEngine {
   /** guest TSC = pCPU cycles + tscBase, for the slice being run. */
   private tscBase = 0
   private lastFault = { eip: -1, address: -1, count: 0 }
+  /** The shadow's verdict on the #PF fastTrap could not handle, for slowTrap. */
+  private faultOutcome: FaultOutcome | undefined = undefined
   /** Where the last slice stopped inside the TC, to resume there if nothing changed. */
-  private resume = { guestEip: -1, tc: 0, generation: -1 }
+  private resume = { guestEip: -1, tc: 0, generation: -1, cr3: 0 }
 
   constructor(monitor: BtMonitor, context: ExitContext, hooks: HwEngineHost) {
     this.monitor = monitor
@@ -220,32 +223,43 @@ export class BtEngine implements ExecutionEngine {
       const callout = m.tc.callout(cpu.eip >>> 0)
       if (callout === undefined || callout.kind === "emulate") return false
       const target = callout.kind === "jump" ? callout.target : callout.guestEip
-      const tc = this.tcAddressFor(target)
-      if (tc === undefined) return false
-      if (callout.kind === "jump" && callout.block.valid) {
-        const block = m.tc.blockAt(tc)
-        if (block !== undefined && (block.guestEip & ~0xfff) === (callout.block.guestEip & ~0xfff)) {
-          m.tc.chain(callout.patchSite, block)
-        }
+      const block = this.blockFor(target)
+      if (block === undefined) return false
+      // chain the jump straight to the target when both are on one guest page (one mapping): still valid,
+      // and the source block survived the translation (a full cache is flushed by it)
+      if (
+        callout.kind === "jump" &&
+        callout.block.valid &&
+        (block.guestEip & ~0xfff) === (callout.block.guestEip & ~0xfff)
+      ) {
+        m.tc.chain(callout.patchSite, block)
       }
+      const tc = block.tcStart
       cpu.eip = tc | 0
       cpu.invalidateFetch()
       return true
     }
     if (cpu.trapKind === EventKind.Exception && cpu.trapVector === PF) {
       const address = cpu.cr2 >>> 0
+      const eip = cpu.eip >>> 0
       const last = this.lastFault
-      if (last.eip === cpu.eip >>> 0 && last.address === address) {
-        if (++last.count >= HIDDEN_RETRIES) return false
-      } else {
-        last.eip = cpu.eip >>> 0
-        last.address = address
+      const again = last.eip === eip && last.address === address
+      if (again && last.count >= HIDDEN_RETRIES) {
+        // filled, retried, and faulting again: the emulator does the access instead of looping
         last.count = 0
+        return false
       }
       const error = cpu.trapError
       if (typeof this.shadowRoot() !== "number") return false
       const outcome = m.paging.pageFault(address, (error & 2) !== 0, (error & 4) !== 0)
-      if (outcome.kind !== "hidden") return false
+      if (outcome.kind !== "hidden") {
+        last.count = 0
+        this.faultOutcome = outcome
+        return false
+      }
+      last.eip = eip
+      last.address = address
+      last.count = again ? last.count + 1 : 1
       cpu.flushTlb(false)
       return true
     }
@@ -286,11 +300,9 @@ export class BtEngine implements ExecutionEngine {
     this.leavePcpu(cpu, guestEip)
     if (kind === EventKind.External) return Yield // a physical interrupt: the vmkernel's
     if (vector === PF && kind === EventKind.Exception) {
-      const error = cpu.trapError
-      const root = this.shadowRoot()
-      if (typeof root !== "number")
-        return End({ _tag: "Failed", message: `bt: no memory for shadow page tables: ${root}` })
-      const outcome = m.paging.pageFault(cpu.cr2 >>> 0, (error & 2) !== 0, (error & 4) !== 0)
+      // the outcome fastTrap found (a hidden fault that kept coming back has none: emulate the access)
+      const outcome = this.faultOutcome ?? { kind: "hidden" as const }
+      this.faultOutcome = undefined
       switch (outcome.kind) {
         case "hidden":
           // retried HIDDEN_RETRIES times already: let the emulator do the access
@@ -323,6 +335,7 @@ export class BtEngine implements ExecutionEngine {
     v.tsc = cpu.cycles + this.tscBase
     const startEip = v.eip
     const before = emulator.cpu.cycles
+    this.resume.guestEip = -1
     this.counters.emulated_instructions++
     const result = this.context.emulate()
     cpu.cycles += emulator.cpu.cycles - before
@@ -366,6 +379,7 @@ export class BtEngine implements ExecutionEngine {
     const v = this.vmcs.guest.regs
     const c = this.monitor.emulator.cpu
     const before = c.cycles
+    this.resume.guestEip = -1
     c.loadRegisters(v)
     c.flushTlb(false)
     c.hostTraps = false
@@ -508,7 +522,7 @@ export class BtEngine implements ExecutionEngine {
       if (g === undefined)
         throw new Error(`bt: slice ended at TC 0x${stopped.toString(16)}, not an instruction boundary`)
       v.eip = g
-      this.resume = { guestEip: g, tc: stopped, generation: this.monitor.tc.generation }
+      this.resume = { guestEip: g, tc: stopped, generation: this.monitor.tc.generation, cr3: v.cr3 }
     } else {
       v.eip = stopped
     }
@@ -516,19 +530,24 @@ export class BtEngine implements ExecutionEngine {
     cpu.flushTlb(false)
   }
 
-  /** The TC address to run guest kernel EIP `eip` from (translating it if needed), or undefined if unfetchable. */
+  /** The TC address to run guest kernel EIP `eip` from: where the last slice stopped, or a block's start. */
   private tcAddressFor(eip: number): number | undefined {
-    const m = this.monitor
     const r = this.resume
-    if (r.guestEip === eip >>> 0 && r.generation === m.tc.generation) {
+    const v = this.vmcs.guest.regs
+    if (r.guestEip === eip >>> 0 && r.generation === this.monitor.tc.generation && r.cr3 === v.cr3) {
       r.guestEip = -1
       return r.tc
     }
+    return this.blockFor(eip)?.tcStart
+  }
+
+  /** The translation of the block at guest kernel EIP `eip` (translated now if needed); undefined if unfetchable. */
+  private blockFor(eip: number): Block | undefined {
+    const m = this.monitor
     const linear = (this.vmcs.guest.regs.cs.base + eip) >>> 0
     const gfn = this.codeFrame(linear)
     if (gfn === undefined) return undefined
-    const block = m.tc.lookup(linear, gfn) ?? m.translateAt(linear, this.code)
-    return block?.tcStart
+    return m.tc.lookup(linear, gfn) ?? m.translateAt(linear, this.code)
   }
 
   /** The guest frame of linear `linear` for a supervisor fetch under the guest's own paging (no A/D updates). */

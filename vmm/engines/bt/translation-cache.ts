@@ -253,6 +253,7 @@ export class TranslationCache {
   /** Empty the whole cache (it is full). Returns the guest frames that had translations. */
   flush(): Array<number> {
     const frames = [...this.byFrame.keys()]
+    for (const block of this.blocks) block.valid = false
     this.byKey.clear()
     this.byFrame.clear()
     this.codeBytes.clear()

@@ -4,7 +4,7 @@ import { cpuSuite } from "./cpu.ts"
 import { devicesSuite } from "./devices.ts"
 import { faultsSuite } from "./faults.ts"
 import { inputsSuite } from "./inputs.ts"
-import { determinismSuite, isolationSuite } from "./isolation.ts"
+import { btIsolationSuite, determinismSuite, isolationSuite } from "./isolation.ts"
 import { lifecycleSuite } from "./lifecycle.ts"
 import { memorySuite } from "./memory.ts"
 import { virtioSuite } from "./virtio.ts"
@@ -13,6 +13,7 @@ export const fuzzSuites: ReadonlyArray<RunnableSuite> = [
   runnable(cpuSuite),
   runnable(isolationSuite),
   runnable(determinismSuite),
+  runnable(btIsolationSuite),
   runnable(memorySuite),
   runnable(lifecycleSuite),
   runnable(devicesSuite),

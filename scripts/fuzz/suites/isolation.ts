@@ -17,7 +17,7 @@ import { decodeMachineConfig, defaultMachineConfig } from "../../../hw/machine/c
 import { Machine } from "../../../hw/machine/machine.ts"
 import { Kernel } from "../../../kernel/boot.ts"
 import { Worlds } from "../../../kernel/sched/runtime.ts"
-import { defaultVmConfig } from "../../../vmm/config.ts"
+import { defaultVmConfig, type ExecutionMode } from "../../../vmm/config.ts"
 import { flat32Payload, realModePayload } from "../../../vmm/loader/raw-payload.ts"
 import { type BootPayload, createVm, type VirtualMachine } from "../../../vmm/vm.ts"
 import type { FuzzSuite } from "../campaign.ts"
@@ -82,7 +82,7 @@ const fingerprint = (vm: VirtualMachine, console: string) => {
 type Fingerprint = ReturnType<typeof fingerprint>
 
 /** One host: four victims and the hostile VM, 5 ms of virtual time; the victims' fingerprints and the host's state hash. */
-export const runIsolationHost = (hostile: BootPayload) => {
+export const runIsolationHost = (hostile: BootPayload, hostileMode: ExecutionMode = "hw") => {
   const machine = new Machine(
     Effect.runSync(decodeMachineConfig("fuzz host", JSON.stringify({ ...defaultMachineConfig, ramMiB: 96 })))
   )
@@ -98,7 +98,10 @@ export const runIsolationHost = (hostile: BootPayload) => {
         })
       )
     }
-    yield* createVm(defaultVmConfig("hostile", "inline"), hostile, { console: () => {}, ports: debugPorts })
+    yield* createVm({ ...defaultVmConfig("hostile", "inline"), mode: hostileMode }, hostile, {
+      console: () => {},
+      ports: debugPorts
+    })
     // victims finish in microseconds; a hostile VM that never halts runs every cycle of the 5 ms
     yield* (yield* Worlds).runFor(5_000_000)
     return {
@@ -143,18 +146,46 @@ export const isolationSuite: FuzzSuite<HostileProgram> = {
   arbitrary: hostileProgram,
   ciRuns: 20,
   check: async ([bytes, mode]) => {
-    const expected = await isolationBaseline()
-    const got = (await Effect.runPromise(runIsolationHost(payload(bytes, mode)))).victims
-    for (const [i, victimPrint] of got.entries()) {
-      for (const key of Object.keys(victimPrint) as Array<keyof Fingerprint>) {
-        if (victimPrint[key] !== expected[i]![key])
-          throw new Error(
-            `victim${i}'s ${key} differs from the baseline:\n  expected ${expected[i]![key]}\n  got      ${victimPrint[key]}`
-          )
-      }
-    }
+    await checkIsolation(bytes, mode, "hw")
   },
   render: (program) => renderProgram(program)
+}
+
+/**
+ * Fuzz suite `bt-isolation` (issue 10): the same property with the hostile
+ * VM in `bt` mode -- random code in a deprivileged, binary-translated guest
+ * kernel (ring 1 under the monitor's GDT/IDT, the monitor's region in its
+ * address space, shadow page tables) must neither throw in the hypervisor
+ * nor change a victim; and its run is deterministic (same host hash twice).
+ */
+export const btIsolationSuite: FuzzSuite<HostileProgram> = {
+  name: "bt-isolation",
+  description: "random code in a bt-mode VM must not change four victim VMs or hurt the host, deterministically",
+  arbitrary: hostileProgram,
+  ciRuns: 15,
+  check: async ([bytes, mode]) => {
+    const hash = await checkIsolation(bytes, mode, "bt")
+    const again = (await Effect.runPromise(runIsolationHost(payload(bytes, mode), "bt"))).hostHash
+    if (again !== hash)
+      throw new Error(`the host's state hash differs between two identical bt runs: ${hash} vs ${again}`)
+  },
+  render: (program) => renderProgram(program)
+}
+
+/** Run the hostile program in `hostileMode` next to the victims; throw if a victim differs from the baseline. */
+const checkIsolation = async (bytes: Uint8Array, mode: GuestMode, hostileMode: ExecutionMode): Promise<string> => {
+  const expected = await isolationBaseline()
+  const run = await Effect.runPromise(runIsolationHost(payload(bytes, mode), hostileMode))
+  const got = run.victims
+  for (const [i, victimPrint] of got.entries()) {
+    for (const key of Object.keys(victimPrint) as Array<keyof Fingerprint>) {
+      if (victimPrint[key] !== expected[i]![key])
+        throw new Error(
+          `victim${i}'s ${key} differs from the baseline:\n  expected ${expected[i]![key]}\n  got      ${victimPrint[key]}`
+        )
+    }
+  }
+  return run.hostHash
 }
 
 /**

@@ -461,7 +461,9 @@ export class BtEngine implements ExecutionEngine {
     truncate(v.fs, p.fs, ring)
     truncate(v.gs, p.gs, ring)
     truncate(v.ss, p.ss, ring)
+    // at CPL = ring, SS.DPL = SS.RPL = ring (SDM 3A 5.7): as a real deprivileged stack segment would be
     p.ss.access = (p.ss.access & ~0x60) | (ring << 5)
+    p.ss.selector = (v.ss.selector & ~3) | ring
     if (user || !this.monitor.translate) {
       truncate(v.cs, p.cs, ring)
       p.cs.selector = (v.cs.selector & ~3) | ring

@@ -1,18 +1,29 @@
 /**
- * `hw` mode without EPT (`fibervisor boot --ept off`, VM config `"ept": false`):
- * first-generation VT-x, shadow page tables, real mode stepped in the
- * emulator (vmm/shadow/vmx-shadow-paging.ts, vmm/engines/invalid-guest-state.ts).
+ * Every built execution mode on every committed guest image (issue 10 "Must
+ * show"): `hw` (VT-x with EPT), `hw --ept off` (first-generation VT-x: shadow
+ * page tables, real mode stepped in the emulator; vmm/shadow/
+ * vmx-shadow-paging.ts, vmm/engines/invalid-guest-state.ts) and `bt` (ring
+ * deprivileging + binary translation + shadow page tables on a pCPU without
+ * the extension; vmm/engines/bt/):
  *
- *   - every committed guest image boots with --ept off to the same COM1 bytes
- *     and the same result and exit status as with EPT, and the summary's
- *     engine counters show the shadow at work (minios: CR3 switches, writes
- *     to traced page tables, true faults for its demand paging);
- *   - VMs made in-process (as vm.test.ts): a real-mode guest (emulated),
- *     an interrupt arriving after STI's shadow in emulated real mode, SMP
- *     start-up (INIT/SIPI into real mode), reset;
- *   - the configuration: `ept` in a VM config, `--ept on|off` and its errors.
+ *   - every image boots through the CLI under the three to the same COM1
+ *     bytes, the same result and exit code per VM and the same exit status;
+ *   - the summary's engine counters show each engine at work: with EPT none;
+ *     without EPT the shadow (minios: CR3 switches, writes to traced page
+ *     tables, true faults for its demand paging; smp: real mode emulated);
+ *     in bt no VM exit at all, the translator (blocks translated, TC hits,
+ *     chained jumps, callouts) and the shadow (hidden faults; minios: CR3
+ *     switches, true faults, IRET and MOV CR3 callouts; smp: its APs' real
+ *     mode interpreted);
+ *   - the hostile guest next to blk, hello and timer, without EPT and in bt:
+ *     only it is affected;
+ *   - VMs made in-process (as vm.test.ts) without EPT: a real-mode guest
+ *     (emulated), an interrupt arriving after STI's shadow in emulated real
+ *     mode, SMP start-up (INIT/SIPI into real mode), reset;
+ *   - the configuration: `ept` in a VM config, `--ept on|off`, `--mode` and
+ *     their errors.
  */
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -29,7 +40,7 @@ import { assemble } from "../hw/cpu/harness.ts"
 import { root } from "../scripts/cli.ts"
 
 // ---------------------------------------------------------------------------
-// every image, EPT on and off, through the CLI
+// every image under every built mode, through the CLI
 
 interface Summary {
   readonly vm: string
@@ -37,6 +48,37 @@ interface Summary {
   readonly exitCode: number | null
   readonly exits: Record<string, number>
   readonly engine?: Record<string, number>
+}
+
+/** The modes compared, as `fibervisor boot` flags. */
+const modes = {
+  hw: ["--mode", "hw"],
+  "hw --ept off": ["--mode", "hw", "--ept", "off"],
+  bt: ["--mode", "bt"]
+} as const
+type Mode = keyof typeof modes
+
+/** `fibervisor boot ARGS...` in a child process (asynchronous, so one image's modes boot side by side). */
+const fibervisor = (args: ReadonlyArray<string>, timeoutMs = 120_000) =>
+  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(join(root, "node_modules/.bin/node"), [join(root, "scripts/fibervisor.ts"), ...args], {
+      cwd: root,
+      timeout: timeoutMs
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (s: string) => (stdout += s))
+    child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s))
+    child.on("error", reject)
+    child.on("close", (status) => resolve({ status, stdout, stderr }))
+  })
+
+const summaries = (r: { stdout: string; stderr: string }, what: string): Array<Summary> => {
+  try {
+    return (JSON.parse(r.stdout) as { vms: Array<Summary> }).vms
+  } catch {
+    throw new Error(`${what}: no JSON summary\n${r.stdout}\n${r.stderr}`)
+  }
 }
 
 /** images/<name>/<name>.elf, with how it is booted: vCPUs from its boot.json, a disk, a NIC pair. */
@@ -50,23 +92,25 @@ const images = readdirSync(join(root, "images"))
     return { name, image: `images/${name}/${name}.elf`, vcpus }
   })
 
-const bootImage = (image: { name: string; image: string; vcpus: number }, ept: "on" | "off") => {
-  const dir = mkdtempSync(join(tmpdir(), `fibervisor-ept-${ept}-`))
+const bootImage = async (image: { name: string; image: string; vcpus: number }, mode: Mode) => {
+  const dir = mkdtempSync(join(tmpdir(), "fibervisor-modes-"))
   const serial = join(dir, "com1")
-  const args = ["boot", image.image, "--vcpus", String(image.vcpus), "--ept", ept, "--serial", serial, "--json"]
-  // blk needs its disk (a fresh datastore: both runs see "boot 1"); net pings a second VM through the vSwitch
+  const args = ["boot", image.image, "--vcpus", String(image.vcpus), ...modes[mode], "--serial", serial, "--json"]
+  // blk needs its disk (a fresh datastore: every run sees "boot 1"); net pings a second VM through the vSwitch
   if (image.name === "blk") args.push("--disk", join(dir, "datastore.img"))
   if (image.name === "net") args.splice(2, 0, image.image, "--net")
-  const r = spawnSync(join(root, "node_modules/.bin/node"), [join(root, "scripts/fibervisor.ts"), ...args], {
-    cwd: root,
-    encoding: "utf8",
-    timeout: 120_000
-  })
-  const vms = (JSON.parse(r.stdout) as { vms: Array<Summary> }).vms
+  const r = await fibervisor(args)
+  const vms = summaries(r, `${image.name} under ${mode}`)
   return { status: r.status, serial: readFileSync(serial, "latin1"), vms }
 }
 
-describe("every image boots with --ept off: same COM1 bytes, result and exit status as with EPT", () => {
+/** The sum of the `callout_<mnemonic>` counters: guest instructions a translated block handed to the monitor. */
+const callouts = (engine: Record<string, number>) =>
+  Object.entries(engine)
+    .filter(([name]) => name.startsWith("callout_"))
+    .reduce((sum, [, n]) => sum + n, 0)
+
+describe("every image under hw, hw --ept off and bt: the same COM1 bytes, results and exit status", () => {
   it("has the images the task names", () => {
     expect(images.map((i) => i.name)).toEqual(
       expect.arrayContaining(["hello", "timer", "minios", "smp", "blk", "net", "cpu-selftest", "hostile"])
@@ -74,69 +118,117 @@ describe("every image boots with --ept off: same COM1 bytes, result and exit sta
   })
 
   for (const image of images) {
-    it(image.name, { timeout: 240_000 }, () => {
-      const on = bootImage(image, "on")
-      const off = bootImage(image, "off")
-      expect(off.serial.length).toBeGreaterThan(0)
-      expect(off.serial).toBe(on.serial)
-      expect(off.status).toBe(on.status)
-      expect(off.vms.map((v) => [v.vm, v.result, v.exitCode])).toEqual(on.vms.map((v) => [v.vm, v.result, v.exitCode]))
+    it(image.name, { timeout: 240_000 }, async () => {
+      const [hw, off, bt] = await Promise.all([
+        bootImage(image, "hw"),
+        bootImage(image, "hw --ept off"),
+        bootImage(image, "bt")
+      ])
+      const outcome = (run: typeof hw) => run.vms.map((v) => [v.vm, v.result, v.exitCode])
+      expect(hw.serial.length).toBeGreaterThan(0)
+      expect(off.serial, "hw --ept off: COM1").toBe(hw.serial)
+      expect(bt.serial, "bt: COM1").toBe(hw.serial)
+      expect(outcome(off), "hw --ept off: results").toEqual(outcome(hw))
+      expect(outcome(bt), "bt: results").toEqual(outcome(hw))
+      expect(off.status, "hw --ept off: exit status").toBe(hw.status)
+      expect(bt.status, "bt: exit status").toBe(hw.status)
+
       // EPT: no engine counters, EPT backing; shadow paging: hidden faults on every image, no EPT exits
-      for (const vm of on.vms) expect(vm.engine).toBeUndefined()
+      for (const vm of hw.vms) expect(vm.engine).toBeUndefined()
       for (const vm of off.vms) {
         expect(vm.engine?.shadow_hidden_faults).toBeGreaterThan(0)
         expect(vm.exits.exit_ept_backing).toBeUndefined()
         expect(vm.exits.exit_exception).toBeGreaterThan(0)
       }
+      // bt: no VT-x, so no VM exit at all; the translator and the shadow at work on every image (each has loops)
+      for (const vm of bt.vms) {
+        const engine = vm.engine!
+        expect(vm.exits, `${vm.vm}: bt makes no VM exits`).toEqual({})
+        expect(engine.blocks_translated).toBeGreaterThan(0)
+        expect(engine.guest_instructions_translated).toBeGreaterThanOrEqual(engine.blocks_translated!)
+        expect(engine.tc_hits).toBeGreaterThan(0)
+        expect(engine.chained_jumps).toBeGreaterThan(0)
+        expect(callouts(engine), "some sensitive instruction was a callout").toBeGreaterThan(0)
+        expect(engine.shadow_hidden_faults).toBeGreaterThan(0)
+        expect(engine.realmode_emulated_instructions, "hw --ept off's counter").toBeUndefined()
+      }
+
       if (image.name === "minios") {
-        const engine = off.vms[0]!.engine!
+        expect(hw.serial).toContain("17 page faults")
+        const shadow = off.vms[0]!.engine!
         // a CR3 switch per context switch; the kernel writes PTEs of live (traced) page tables on demand
         // faults; those faults (and child 5's write to its read-only code page) are true faults for the guest
+        expect(shadow.shadow_cr3_switches).toBeGreaterThan(10)
+        expect(shadow.shadow_traced_writes).toBeGreaterThan(0)
+        expect(shadow.shadow_true_faults).toBeGreaterThanOrEqual(17)
+        // bt: the same shadow work, the true faults reflected through the guest's IDT; IRET back to its
+        // processes and the MOV to CR3 of each context switch are callouts (callout_mov also counts MOVs
+        // to or from segment registers)
+        const engine = bt.vms[0]!.engine!
         expect(engine.shadow_cr3_switches).toBeGreaterThan(10)
-        expect(engine.shadow_traced_writes).toBeGreaterThan(0)
         expect(engine.shadow_true_faults).toBeGreaterThanOrEqual(17)
-        expect(off.serial).toContain("17 page faults")
+        expect(engine.reflected_exceptions).toBeGreaterThanOrEqual(engine.shadow_true_faults!)
+        expect(engine.callout_iret).toBeGreaterThan(0)
+        expect(engine.callout_mov).toBeGreaterThan(0)
       }
       if (image.name === "smp") {
-        // the APs start in real mode (SIPI): VM entry cannot run it without unrestricted guest
+        // the APs start in real mode (SIPI): VM entry cannot run it without unrestricted guest, and bt cannot
+        // deprivilege it: both step it in the emulator
         expect(off.vms[0]!.engine!.realmode_emulated_instructions).toBeGreaterThan(0)
+        expect(bt.vms[0]!.engine!.interpreted_instructions).toBeGreaterThan(0)
       }
     })
   }
 })
 
-describe("the hostile guest without EPT: only it is affected (as test/images/hostile.test.ts)", () => {
-  it("ends in a triple fault while blk, hello and timer on the same host, datastore and vSwitch succeed", () => {
-    const disk = join(mkdtempSync(join(tmpdir(), "fibervisor-hostile-noept-")), "datastore.img")
-    const r = spawnSync(
-      join(root, "node_modules/.bin/node"),
-      [
-        join(root, "scripts/fibervisor.ts"),
-        "boot",
-        "images/hostile/hostile.elf",
-        "images/blk/blk.elf",
-        "images/hello/hello.elf",
-        "images/timer/timer.elf",
-        "--disk",
-        disk,
-        "--net",
-        "--ept",
-        "off",
-        "--json"
-      ],
-      { cwd: root, encoding: "utf8", timeout: 120_000 }
-    )
-    const vms = (JSON.parse(r.stdout) as { vms: Array<Summary> }).vms
+describe("the hostile guest without EPT and in bt: only it is affected (as test/images/hostile.test.ts)", () => {
+  const hostileHost = async (mode: Mode) => {
+    const disk = join(mkdtempSync(join(tmpdir(), "fibervisor-hostile-modes-")), "datastore.img")
+    const r = await fibervisor([
+      "boot",
+      "images/hostile/hostile.elf",
+      "images/blk/blk.elf",
+      "images/hello/hello.elf",
+      "images/timer/timer.elf",
+      "--disk",
+      disk,
+      "--net",
+      ...modes[mode],
+      "--json"
+    ])
+    const vms = summaries(r, `hostile under ${mode}`)
     expect(vms.map((v) => [v.vm, v.result])).toEqual([
       ["hostile", "triple fault"],
       ["blk", "success"],
       ["hello", "success"],
       ["timer", "success"]
     ])
-    // its stores outside RAM are #PF exits the shadow MMU finds to be MMIO: emulated, never mapped
-    expect(vms[0]!.exits.exit_mmio_write).toBeGreaterThan(3_000)
-    expect(vms[0]!.exits.exit_io_out).toBeGreaterThan(60_000)
     expect(r.status).toBe(1)
+    return vms[0]!
+  }
+
+  it("hw --ept off: a triple fault while blk, hello and timer on the same host, datastore and vSwitch succeed", {
+    timeout: 240_000
+  }, async () => {
+    const hostile = await hostileHost("hw --ept off")
+    // its stores outside RAM are #PF exits the shadow MMU finds to be MMIO: emulated, never mapped
+    expect(hostile.exits.exit_mmio_write).toBeGreaterThan(3_000)
+    expect(hostile.exits.exit_io_out).toBeGreaterThan(60_000)
+  })
+
+  it("bt: a triple fault while blk, hello and timer on the same host, datastore and vSwitch succeed", {
+    timeout: 240_000
+  }, async () => {
+    const hostile = await hostileHost("bt")
+    const engine = hostile.engine!
+    expect(hostile.exits).toEqual({})
+    // every port write is an OUT the translator hands to the monitor
+    expect(engine.callout_out).toBeGreaterThan(60_000)
+    // its stores outside RAM (one per MiB, 16 MiB .. 3.75 GiB) fault into the monitor, which finds them to be
+    // MMIO and emulates them: emulated without being callouts, and never mapped (a shadow fill each would be
+    // thousands of hidden faults)
+    expect(engine.emulated_instructions! - callouts(engine)).toBeGreaterThan(3_000)
+    expect(engine.shadow_hidden_faults).toBeLessThan(100)
   })
 })
 
@@ -479,7 +571,7 @@ finish:
 // ---------------------------------------------------------------------------
 // configuration
 
-describe("configuration: `ept` in a VM config, --ept on|off", () => {
+describe("configuration: `ept` in a VM config, --ept on|off, --mode", () => {
   const decode = (fields: Record<string, unknown>) =>
     Effect.runSync(
       Effect.result(decodeVmConfig("vm.json", JSON.stringify({ ...defaultVmConfig("vm", "k.elf"), ...fields })))
@@ -510,6 +602,26 @@ describe("configuration: `ept` in a VM config, --ept on|off", () => {
     expect(r.status).toBe(2)
     expect(r.stderr).toContain("--ept maybe: give on or off")
     expect(r.stdout).toBe("")
+  })
+
+  it("--ept off with another mode, and a mode not built yet, are refused with the reason, exit 2", () => {
+    const bt = cli("boot", "images/hello/hello.elf", "--mode", "bt", "--ept", "off")
+    expect(bt.status).toBe(2)
+    expect(bt.stderr).toContain("--ept off: only for --mode hw (not bt)")
+    expect(bt.stdout).toBe("")
+    const pv = cli("boot", "images/hello/hello.elf", "--mode", "pv")
+    expect(pv.status).toBe(2)
+    expect(pv.stderr).toContain("--mode pv: not built yet (available: hw, bt, trap)")
+    expect(pv.stdout).toBe("")
+  })
+
+  it("--mode bt prints the translator's and the shadow's counters in the summary", () => {
+    const r = cli("boot", "images/hello/hello.elf", "--mode", "bt")
+    expect(r.status).toBe(0)
+    expect(r.stdout).toMatch(/hello\s+success/)
+    expect(r.stdout).toMatch(/blocks_translated=[1-9]/)
+    expect(r.stdout).toMatch(/tc_hits=[1-9]/)
+    expect(r.stdout).toMatch(/shadow_hidden_faults=[1-9]/)
   })
 
   it("--ept off prints the engine's counters in the summary; a VM config file says `ept: false` itself", () => {

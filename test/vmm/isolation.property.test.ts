@@ -5,11 +5,17 @@
  * and the hypervisor must never throw. The suite itself lives in
  * scripts/fuzz/suites/isolation.ts so `npm run fuzz` runs it for long
  * campaigns; here it runs CI-sized with a fixed seed, as does `determinism`
- * (the same host run twice gives the same state hash).
+ * (the same host run twice gives the same state hash), and `bt-isolation`
+ * (the hostile VM in bt mode: issue 10).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { runCiSized } from "../../scripts/fuzz/campaign.ts"
-import { determinismSuite, isolationBaseline, isolationSuite } from "../../scripts/fuzz/suites/isolation.ts"
+import {
+  btIsolationSuite,
+  determinismSuite,
+  isolationBaseline,
+  isolationSuite
+} from "../../scripts/fuzz/suites/isolation.ts"
 
 describe("isolation between VMs", () => {
   it("the baseline: each victim prints its own ok<i> and exits 0", async () => {
@@ -24,5 +30,11 @@ describe("isolation between VMs", () => {
 
   it("the same host and hostile program, run twice, end in the same host state hash (suite determinism)", async () => {
     expect(await runCiSized(determinismSuite, 0xde7e_2026)).toBe(determinismSuite.ciRuns)
+  })
+
+  it("the same with the hostile VM in bt mode, run twice to the same host hash (suite bt-isolation)", {
+    timeout: 120_000
+  }, async () => {
+    expect(await runCiSized(btIsolationSuite, 0xb7_2026)).toBe(btIsolationSuite.ciRuns)
   })
 })

@@ -162,7 +162,7 @@ export const btIsolationSuite: FuzzSuite<HostileProgram> = {
   name: "bt-isolation",
   description: "random code in a bt-mode VM must not change four victim VMs or hurt the host, deterministically",
   arbitrary: hostileProgram,
-  ciRuns: 15,
+  ciRuns: 3,
   check: async ([bytes, mode]) => {
     const hash = await checkIsolation(bytes, mode, "bt")
     const again = (await Effect.runPromise(runIsolationHost(payload(bytes, mode), "bt"))).hostHash

@@ -36,8 +36,9 @@
  *     (hw/cpu/interrupts.ts on the virtual state).
  *
  * Code the deprivileged scheme cannot run (real mode, virtual-8086 mode,
- * 16-bit code segments, CPL 1 or 2) is interpreted instruction by
- * instruction by the emulator (VMware translated it too; not modelled).
+ * 16-bit code segments, CPL 1 or 2, a kernel code segment that is not flat)
+ * is interpreted instruction by instruction by the emulator (VMware
+ * translated it too; not modelled).
  * Guest single-stepping (EFLAGS.TF) and debug registers are not modelled.
  *
  * `trap` mode (BtOptions.translate = false) is the same monitor without the
@@ -197,8 +198,13 @@ export class BtEngine implements ExecutionEngine {
         return undefined
       }
       const before = cpu.instructions
-      const exit = cpu.run(Math.max(1, Math.floor(left / perInstruction)))
+      let exit: RunExit = cpu.run(Math.max(1, Math.floor(left / perInstruction)))
       this.hooks.retired(cpu.instructions - before)
+      if (exit === RunExit.Budget && cpu.exitCode >= 0) {
+        // the budget's last instruction trapped (its trap waits for the next event check): it is this run's
+        exit = cpu.exitCode as RunExit
+        cpu.exitCode = -1
+      }
       if (exit === RunExit.Budget) continue
       if (exit !== RunExit.Trap) {
         this.leavePcpu(cpu)
@@ -437,7 +443,12 @@ export class BtEngine implements ExecutionEngine {
     if ((v.cr0 & CR0_PE) === 0 || (v.eflags & Flag.VM) !== 0) return false
     if ((v.cs.access & 0x4000) === 0) return false
     const cpl = (v.ss.access >> 5) & 3
-    return cpl === 0 || cpl === 3
+    // user code runs directly only with IOPL 0: with IOPL > 0 its PUSHF/POPF would see the pCPU's IOPL and IF
+    // (sensitive, not trapping), and IN/OUT would reach the machine's ports: interpreted instead
+    if (cpl === 3) return (v.eflags & Flag.IOPL) === 0
+    // the translator works in linear addresses and runs under a flat CS (so does trap mode's deprivileged
+    // kernel): a kernel CS with a base or a limit (no 32-bit OS uses one) is interpreted instead
+    return cpl === 0 && v.cs.base >>> 0 === 0 && v.cs.limit >>> 0 === 0xffffffff
   }
 
   // ---- pCPU state <-> virtual state ----
@@ -579,19 +590,28 @@ export class BtEngine implements ExecutionEngine {
   }
 }
 
-/** The pCPU's copy of a guest data segment at `ring`: limit truncated below the monitor, DPL 0 raised to the ring. */
+/**
+ * The pCPU's copy of a guest segment at `ring`: the limit truncated so no
+ * offset reaches the monitor region, DPL 0 raised to the ring. A segment
+ * that cannot be truncated that way (expand-down, or based inside the
+ * monitor region) is made unusable on the pCPU: every access through it
+ * faults into the monitor, which emulates it against the guest's own
+ * segment.
+ */
 function truncate(from: SegmentState, to: SegmentState, ring: number): void {
   to.selector = from.selector
   to.base = from.base >>> 0
   to.access = from.access
-  const unusable = (from.access & 0x10000) !== 0
-  const expandDown = (from.access & 0x1c) === 0x14
-  let limit = from.limit >>> 0
-  if (!unusable && !expandDown) {
-    const top = GUEST_LINEAR_TOP - (from.base >>> 0)
-    limit = top < 0 ? 0 : Math.min(limit, top)
-  }
-  to.limit = limit
+  to.limit = from.limit >>> 0
+  if ((from.access & 0x10000) !== 0) return
   const dpl = (from.access >> 5) & 3
-  if (!unusable && dpl < ring) to.access = (from.access & ~0x60) | (ring << 5)
+  if (dpl < ring) to.access = (from.access & ~0x60) | (ring << 5)
+  const expandDown = (from.access & 0x1c) === 0x14
+  const top = GUEST_LINEAR_TOP - (from.base >>> 0)
+  if (expandDown || top < 0) {
+    to.access |= 0x10000
+    to.limit = 0
+  } else {
+    to.limit = Math.min(to.limit, top)
+  }
 }

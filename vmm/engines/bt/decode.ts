@@ -1,9 +1,11 @@
 /**
  * What the binary translator needs to know of one guest instruction in
  * 32-bit code (Intel SDM Vol. 2 ch. 2 "Instruction Format", Appendix A
- * opcode map): its length (from the disassembler, hw/cpu/disasm.ts, which
- * decodes prefixes, ModRM, SIB, displacement and immediates from the same
- * opcode table the interpreter uses) and how it must be translated:
+ * opcode map): its length -- prefixes (2.1.1), opcode, ModRM and SIB with
+ * their displacement (tables 2-1, 2-2, 2-3; 16-bit addressing under a 67
+ * prefix), immediates by the operand codes of the opcode table the
+ * interpreter and the disassembler use (hw/cpu/opcodes.ts); at most 15
+ * bytes (2.3.11) -- and how it must be translated:
  *
  *   ident     copied unchanged into the translation cache
  *   jmp/jcc/call/loop   direct (PC-relative) control flow: rewritten
@@ -18,8 +20,7 @@
  * run at ring 1 is `emulate`: an unknown opcode costs a callout, never a
  * hole in the monitor.
  */
-import { disassemble } from "../../../hw/cpu/disasm.ts"
-import { entryFor, isPrefix, oneByte } from "../../../hw/cpu/opcodes.ts"
+import { entryFor, isEscape, isGroup, isPrefix, type OpcodeEntry, oneByte, twoByte } from "../../../hw/cpu/opcodes.ts"
 
 export type InstructionKind = "ident" | "jmp" | "jcc" | "call" | "loop" | "emulate"
 
@@ -134,8 +135,8 @@ const s32 = (bytes: Uint8Array, i: number): number =>
  * at guest EIP `eip`, in 32-bit code.
  */
 export function decodeInstruction(bytes: Uint8Array, eip: number): DecodedInstruction {
-  const { length, text } = disassemble(bytes, 0, eip, true)
-  if (text.startsWith("db ") || text === "(no bytes)") return INVALID
+  const length = instructionLength(bytes)
+  if (length < 0) return INVALID
   let i = 0
   let opsize = false
   let addrsize = false
@@ -200,4 +201,87 @@ export function decodeInstruction(bytes: Uint8Array, eip: number): DecodedInstru
   }
   if (op === 0xff && (reg === 2 || reg === 3 || reg === 4 || reg === 5)) return emulate(mnemonic) // indirect/far call, jmp
   return { length, kind: "ident", mnemonic, target: 0, condition: 0, endsBlock: false }
+}
+
+/**
+ * The length of the 32-bit-code instruction at `bytes[0]`, or -1 when the
+ * opcode is undefined or the bytes end (or pass 15) before it does.
+ */
+export function instructionLength(bytes: Uint8Array): number {
+  const end = Math.min(bytes.length, 15)
+  let i = 0
+  let opsize = 4
+  let addrsize = 4
+  for (; ; i++) {
+    if (i >= end) return -1
+    const slot = oneByte[bytes[i]!]
+    if (!isPrefix(slot)) break
+    if (slot.prefix === "opsize") opsize = 2
+    else if (slot.prefix === "addrsize") addrsize = 2
+  }
+  let slot = oneByte[bytes[i]!] as (typeof oneByte)[number] | (typeof twoByte)[number]
+  if (isEscape(slot as (typeof oneByte)[number])) {
+    i++
+    if (i >= end) return -1
+    slot = twoByte[bytes[i]!]
+  }
+  i++
+  if (slot === undefined) return -1
+  let entry: OpcodeEntry | undefined
+  let modrm = false
+  if (isGroup(slot as (typeof oneByte)[number])) {
+    if (i >= end) return -1
+    entry = (slot as { readonly group: ReadonlyArray<OpcodeEntry | undefined> }).group[(bytes[i]! >> 3) & 7]
+    modrm = true
+  } else {
+    entry = slot as OpcodeEntry
+    modrm = entry.modrm
+  }
+  if (entry === undefined) return -1
+  if (modrm) {
+    if (i >= end) return -1
+    const m = bytes[i++]!
+    // R operands (MOV CRn/DRn) ignore mod: always a register, no displacement (SDM Vol. 2 "MOV--Move to/from Control Registers")
+    const mod = entry.operands.some((o) => o.length === 2 && o[0] === "R") ? 3 : m >> 6
+    const rm = m & 7
+    if (mod !== 3) {
+      if (addrsize === 4) {
+        if (rm === 4) {
+          if (i >= end) return -1
+          const sib = bytes[i++]!
+          if (mod === 0 && (sib & 7) === 5) i += 4
+        } else if (mod === 0 && rm === 5) {
+          i += 4
+        }
+        if (mod === 1) i += 1
+        else if (mod === 2) i += 4
+      } else if (mod === 0 && rm === 6) i += 2
+      else if (mod === 1) i += 1
+      else if (mod === 2) i += 2
+    }
+  }
+  for (const operand of entry.operands) {
+    switch (operand) {
+      case "Ib":
+      case "Jb":
+        i += 1
+        break
+      case "Iw":
+        i += 2
+        break
+      case "Iz":
+      case "Jz":
+      case "Iv":
+        i += opsize
+        break
+      case "Ap":
+        i += opsize + 2
+        break
+      case "Ob":
+      case "Ov":
+        i += addrsize
+        break
+    }
+  }
+  return i <= end ? i : -1
 }

@@ -106,6 +106,9 @@ export class BtEngine implements ExecutionEngine {
   /** The pCPU view of the virtual state (reused). */
   private readonly phys: CpuState
   private readonly code: CodeReader
+  /** The guest frame the code reader last read, and its machine address (-1: not backed, reads as zeros). */
+  private codeGfn = -1
+  private codeBase = -1
   /** guest TSC = pCPU cycles + tscBase, for the slice being run. */
   private tscBase = 0
   private lastFault = { eip: -1, address: -1, count: 0 }
@@ -123,7 +126,16 @@ export class BtEngine implements ExecutionEngine {
     this.phys = cloneGuestRegisters(context.vmcs.guest.regs)
     this.code = {
       frameOf: (linear) => this.codeFrame(linear),
-      byte: (gpa) => monitor.guest.readValue(gpa, 1)
+      byte: (gpa) => {
+        // straight from the backing machine frame (one frame cached: a block reads one or two pages)
+        const gfn = gpa >>> 12
+        if (gfn !== this.codeGfn) {
+          const frame = monitor.guest.frame(gfn, false)
+          this.codeBase = frame === undefined ? -1 : frame * 4096
+          this.codeGfn = gfn
+        }
+        return this.codeBase < 0 ? 0 : monitor.ram[this.codeBase + (gpa & 0xfff)]!
+      }
     }
   }
 
@@ -560,7 +572,10 @@ export class BtEngine implements ExecutionEngine {
     const linear = (this.vmcs.guest.regs.cs.base + eip) >>> 0
     const gfn = this.codeFrame(linear)
     if (gfn === undefined) return undefined
-    return m.tc.lookup(linear, gfn) ?? m.translateAt(linear, this.code)
+    const found = m.tc.lookup(linear, gfn)
+    if (found !== undefined) return found
+    this.codeGfn = -1
+    return m.translateAt(linear, this.code)
   }
 
   /** The guest frame of linear `linear` for a supervisor fetch under the guest's own paging (no A/D updates). */

@@ -45,6 +45,8 @@ export class BtMonitor {
   /** The VM's shadow page tables (the monitor's PDE in every root). */
   readonly paging: VmShadowPaging
   readonly guest: GuestPhysical
+  /** Machine RAM (guest frames are read from it directly by the translator). */
+  readonly ram: Uint8Array
   readonly emulator: InstructionEmulator
   readonly translate: boolean
 
@@ -53,9 +55,11 @@ export class BtMonitor {
     paging: VmShadowPaging,
     guest: GuestPhysical,
     emulator: InstructionEmulator,
-    translate: boolean
+    translate: boolean,
+    ram: Uint8Array
   ) {
     this.region = region
+    this.ram = ram
     this.tc = new TranslationCache(region)
     this.paging = paging
     this.guest = guest
@@ -82,7 +86,7 @@ export class BtMonitor {
     const region = MonitorRegion.create(frames, vcpus, options.tcBytes ?? DEFAULT_TC_BYTES)
     if (!(region instanceof MonitorRegion)) return region
     const paging = new VmShadowPaging(guest, frames, { monitorPde: { index: MONITOR_PDE_INDEX, entry: region.pde } })
-    return new BtMonitor(region, paging, guest, emulator, options.translate ?? true)
+    return new BtMonitor(region, paging, guest, emulator, options.translate ?? true, frames.ram)
   }
 
   /**

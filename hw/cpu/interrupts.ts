@@ -102,6 +102,12 @@ export const EventKind = {
   Software: 2
 } as const
 
+/** The delivery kind of an event of VMX interruption type `type` (SDM 3C table 25-16: VM-entry injection). */
+export function eventKindOf(type: number): number {
+  if (type === InterruptionType.External || type === InterruptionType.Nmi) return EventKind.External
+  return type === InterruptionType.HardwareException ? EventKind.Exception : EventKind.Software
+}
+
 /**
  * Deliver the fault recorded in excVector/excError, escalating to #DF and
  * to shutdown per SDM 6.15 when delivering it faults in turn.

@@ -25,7 +25,7 @@
  * Not modelled: single-stepping (EFLAGS.TF) in emulated real mode.
  */
 import { FAULT } from "../../hw/cpu/fault.ts"
-import { deliver, dispatchFault, EventKind } from "../../hw/cpu/interrupts.ts"
+import { deliver, dispatchFault, eventKindOf } from "../../hw/cpu/interrupts.ts"
 import { RunExit } from "../../hw/cpu/state.ts"
 import { INTR_INFO_ERROR_CODE, INTR_INFO_VALID, InterruptionType } from "../../hw/cpu/vmx/exit-reasons.ts"
 import { ActivityState, Interruptibility, type Vmcs } from "../../hw/cpu/vmx/vmcs.ts"
@@ -100,12 +100,7 @@ function injectEntryEvent(emulator: InstructionEmulator, vmcs: Vmcs): void {
   ) {
     cpu.eip = (cpu.eip + entry.instructionLength) | 0
   }
-  const kind =
-    type === InterruptionType.External || type === InterruptionType.Nmi
-      ? EventKind.External
-      : type === InterruptionType.HardwareException
-        ? EventKind.Exception
-        : EventKind.Software
+  const kind = eventKindOf(type)
   cpu.halted = false
   if (type === InterruptionType.Nmi) cpu.nmiBlocked = true
   cpu.startEip = rip

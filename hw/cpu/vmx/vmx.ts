@@ -17,7 +17,7 @@
  */
 import type { Cpu } from "../cpu.ts"
 import { FAULT } from "../fault.ts"
-import { deliver, dispatchFault, EventKind } from "../interrupts.ts"
+import { deliver, dispatchFault, eventKindOf } from "../interrupts.ts"
 import { CR0_PE, CR0_PG } from "../regs.ts"
 import { RunExit } from "../state.ts"
 import { eptPointerValid } from "./ept.ts"
@@ -224,12 +224,7 @@ function injectEvent(c: Cpu, vmcs: Vmcs): boolean {
   ) {
     c.eip = (c.eip + vmcs.entry.instructionLength) | 0
   }
-  const kind =
-    type === InterruptionType.External || type === InterruptionType.Nmi
-      ? EventKind.External
-      : type === InterruptionType.HardwareException
-        ? EventKind.Exception
-        : EventKind.Software
+  const kind = eventKindOf(type)
   c.halted = false
   if (type === InterruptionType.Nmi) c.nmiBlocked = true
   // a VM exit during the delivery saves the RIP of the entry and, for a software event, the VM-entry

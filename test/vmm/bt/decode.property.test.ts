@@ -20,7 +20,7 @@ const instructionBytes = fc
     fc.boolean(),
     fc.uint8Array({ minLength: 1, maxLength: 14 })
   )
-  .map(([pre, escape, rest]) => Uint8Array.from([...pre, ...(escape ? [0x0f] : []), ...rest]).subarray(0, 15))
+  .map(([pre, twoByte, rest]) => Uint8Array.from([...pre, ...(twoByte ? [0x0f] : []), ...rest]).subarray(0, 15))
 
 describe("bt length decoder", () => {
   it("agrees with the disassembler on every instruction the disassembler decodes", () => {

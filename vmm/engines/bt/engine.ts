@@ -50,10 +50,10 @@
  */
 import type { Cpu } from "../../../hw/cpu/cpu.ts"
 import { FAULT } from "../../../hw/cpu/fault.ts"
-import { deliver, deliverException, dispatchFault, EventKind } from "../../../hw/cpu/interrupts.ts"
+import { deliver, deliverException, dispatchFault, EventKind, eventKindOf } from "../../../hw/cpu/interrupts.ts"
 import { CR0_EM, CR0_ET, CR0_MP, CR0_NE, CR0_PE, CR0_PG, CR0_TS, CR0_WP } from "../../../hw/cpu/regs.ts"
 import { type CpuState, Flag, RunExit, type SegmentState } from "../../../hw/cpu/state.ts"
-import { INTR_INFO_ERROR_CODE, INTR_INFO_VALID, InterruptionType } from "../../../hw/cpu/vmx/exit-reasons.ts"
+import { INTR_INFO_ERROR_CODE, INTR_INFO_VALID } from "../../../hw/cpu/vmx/exit-reasons.ts"
 import { ActivityState, cloneGuestRegisters, Interruptibility, type Vmcs } from "../../../hw/cpu/vmx/vmcs.ts"
 import { End, type ExitAction, type ExitContext, Halt, Resume, Yield } from "../../exits/types.ts"
 import type { FaultOutcome } from "../../shadow/shadow-mmu.ts"
@@ -438,12 +438,7 @@ export class BtEngine implements ExecutionEngine {
     if ((info & INTR_INFO_VALID) === 0) return undefined
     entry.interruptionInfo = 0
     const type = (info >> 8) & 7
-    const kind =
-      type === InterruptionType.External || type === InterruptionType.Nmi
-        ? EventKind.External
-        : type === InterruptionType.HardwareException
-          ? EventKind.Exception
-          : EventKind.Software
+    const kind = eventKindOf(type)
     const error = (info & INTR_INFO_ERROR_CODE) !== 0 ? entry.exceptionErrorCode : -1
     const v = this.vmcs.guest.regs
     const result = this.deliverVirtual(cpu, info & 0xff, error, kind, v.eip)

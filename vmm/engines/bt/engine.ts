@@ -49,10 +49,9 @@
  * show why `bt` translates (test/vmm/bt/trap-demo.test.ts).
  */
 import type { Cpu } from "../../../hw/cpu/cpu.ts"
-import { FAULT } from "../../../hw/cpu/fault.ts"
-import { deliver, deliverException, dispatchFault, EventKind, eventKindOf } from "../../../hw/cpu/interrupts.ts"
-import { CR0_EM, CR0_ET, CR0_MP, CR0_NE, CR0_PE, CR0_PG, CR0_TS, CR0_WP } from "../../../hw/cpu/regs.ts"
-import { type CpuState, Flag, RunExit, type SegmentState } from "../../../hw/cpu/state.ts"
+import { EventKind, eventKindOf } from "../../../hw/cpu/interrupts.ts"
+import { CR0_PE, CR0_PG } from "../../../hw/cpu/regs.ts"
+import { type CpuState, Flag, RunExit } from "../../../hw/cpu/state.ts"
 import { INTR_INFO_ERROR_CODE, INTR_INFO_VALID } from "../../../hw/cpu/vmx/exit-reasons.ts"
 import { ActivityState, cloneGuestRegisters, Interruptibility, type Vmcs } from "../../../hw/cpu/vmx/vmcs.ts"
 import { End, type ExitAction, type ExitContext, Halt, Resume, Yield } from "../../exits/types.ts"
@@ -60,24 +59,12 @@ import type { FaultOutcome } from "../../shadow/shadow-mmu.ts"
 import type { ExecutionEngine } from "../engine.ts"
 import type { HwEngineHost } from "../hw.ts"
 import type { BtMonitor } from "./monitor.ts"
-import {
-  GDT_LIMIT,
-  GDT_LINEAR,
-  GUEST_LINEAR_TOP,
-  IDT_LIMIT,
-  IDT_LINEAR,
-  TC_CODE_ACCESS,
-  TC_CODE_SELECTOR
-} from "./monitor-region.ts"
+import { enterPcpu, savePcpu } from "./pcpu-state.ts"
 import { type Block, CALLOUT_VECTOR } from "./translation-cache.ts"
 import type { CodeReader } from "./translator.ts"
+import { deliverToGuest } from "./virtual-events.ts"
 
 const PF = 14
-/** EFLAGS bits the monitor owns on the pCPU (the guest's live in the virtual state). */
-const OWNED = Flag.IF | Flag.IOPL | Flag.VM | Flag.RF | Flag.TF | Flag.NT | Flag.VIF | Flag.VIP
-/** Guest CR0 bits the pCPU runs with (FPU control); PE, PG, WP are the monitor's. */
-const CR0_GUEST = CR0_MP | CR0_EM | CR0_TS | CR0_NE | CR0_ET
-const CR4_TSD = 1 << 2
 /** The same hidden fault at the same place this many times in a row: emulate the instruction instead. */
 const HIDDEN_RETRIES = 4
 
@@ -394,41 +381,16 @@ export class BtEngine implements ExecutionEngine {
     kind: number,
     startEip: number
   ): ExitAction | undefined {
-    const v = this.vmcs.guest.regs
-    const c = this.monitor.emulator.cpu
-    const before = c.cycles
     this.resume.guestEip = -1
-    c.loadRegisters(v)
-    c.flushTlb(false)
-    c.hostTraps = false
-    c.isShutdown = false
-    c.faultAddress = v.cr2
-    c.startEip = startEip
-    try {
-      if (kind === EventKind.Exception) {
-        deliverException(c, vector, error)
-      } else {
-        try {
-          deliver(c, vector, error, kind)
-        } catch (e) {
-          if (e !== FAULT) throw e
-          c.resetPrefixes()
-          c.eip = startEip
-          dispatchFault(c)
-        }
-      }
-    } finally {
-      c.hostTraps = true
-      c.flushTlb(false)
-    }
-    cpu.cycles += c.cycles - before
-    const shutdown = c.isShutdown
-    c.isShutdown = false
-    c.storeRegisters(v)
-    v.halted = false
+    const { cycles, shutdown } = deliverToGuest(this.monitor.emulator.cpu, this.vmcs.guest.regs, {
+      vector,
+      error,
+      kind,
+      startEip
+    })
+    cpu.cycles += cycles
     this.vmcs.guest.activityState = ActivityState.Active
-    if (shutdown) return End({ _tag: "TripleFault" })
-    return Resume
+    return shutdown ? End({ _tag: "TripleFault" }) : Resume
   }
 
   /** The event the vCPU loop chose (VM-entry interruption field), delivered into the virtual state. */
@@ -461,79 +423,20 @@ export class BtEngine implements ExecutionEngine {
   // ---- pCPU state <-> virtual state ----
 
   private loadPcpu(cpu: Cpu, eip: number, root: number, user: boolean): void {
-    const v = this.vmcs.guest.regs
-    const p = this.phys
-    p.eax = v.eax
-    p.ecx = v.ecx
-    p.edx = v.edx
-    p.ebx = v.ebx
-    p.esp = v.esp
-    p.ebp = v.ebp
-    p.esi = v.esi
-    p.edi = v.edi
-    p.eip = eip >>> 0
-    p.eflags = ((v.eflags & ~OWNED) | (user ? v.eflags & Flag.IF : 0) | 2) >>> 0
-    const ring = user ? 3 : 1
-    truncate(v.es, p.es, ring)
-    truncate(v.ds, p.ds, ring)
-    truncate(v.fs, p.fs, ring)
-    truncate(v.gs, p.gs, ring)
-    truncate(v.ss, p.ss, ring)
-    // at CPL = ring, SS.DPL = SS.RPL = ring (SDM 3A 5.7): as a real deprivileged stack segment would be
-    p.ss.access = (p.ss.access & ~0x60) | (ring << 5)
-    p.ss.selector = (v.ss.selector & ~3) | ring
-    if (user || !this.monitor.translate) {
-      truncate(v.cs, p.cs, ring)
-      p.cs.selector = (v.cs.selector & ~3) | ring
-    } else {
-      p.cs.selector = TC_CODE_SELECTOR
-      p.cs.base = 0
-      p.cs.limit = 0xffffffff
-      p.cs.access = TC_CODE_ACCESS
-    }
-    p.ldtr.selector = 0
-    p.ldtr.base = 0
-    p.ldtr.limit = 0
-    p.ldtr.access = 0x10000
-    const tss = this.monitor.region.tss(this.vcpu)
-    p.tr.selector = tss.selector
-    p.tr.base = tss.base
-    p.tr.limit = 0x67
-    p.tr.access = 0x8b
-    p.gdtr.base = GDT_LINEAR
-    p.gdtr.limit = GDT_LIMIT
-    p.idtr.base = IDT_LINEAR
-    p.idtr.limit = IDT_LIMIT
-    p.cr0 = ((v.cr0 & CR0_GUEST) | CR0_PE | CR0_PG | CR0_WP) >>> 0
-    p.cr2 = 0
-    p.cr3 = root >>> 0
-    p.cr4 = v.cr4 & CR4_TSD
-    p.msr.apicBase = v.msr.apicBase
-    // SYSENTER would enter ring 0 with the guest's CS: a null CS makes it #GP into the monitor
-    p.msr.sysenterCs = 0
-    p.msr.sysenterEsp = 0
-    p.msr.sysenterEip = 0
-    p.halted = false
-    p.a20 = true
-    cpu.loadRegisters(p)
-    cpu.hostTraps = true
-    cpu.tscOffset = this.tscBase
-    cpu.flushTlb(false)
+    enterPcpu(cpu, this.vmcs.guest.regs, this.phys, {
+      eip,
+      root,
+      user,
+      translated: !user && this.monitor.translate,
+      tss: this.monitor.region.tss(this.vcpu).base,
+      tscOffset: this.tscBase
+    })
   }
 
   /** Leave the pCPU: its general registers and flags become the guest's, at `guestEip` (default: where it stopped). */
   private leavePcpu(cpu: Cpu, guestEip?: number): void {
     const v = this.vmcs.guest.regs
-    const r = cpu.r32
-    v.eax = r[0]! >>> 0
-    v.ecx = r[1]! >>> 0
-    v.edx = r[2]! >>> 0
-    v.ebx = r[3]! >>> 0
-    v.esp = r[4]! >>> 0
-    v.ebp = r[5]! >>> 0
-    v.esi = r[6]! >>> 0
-    v.edi = r[7]! >>> 0
-    v.eflags = ((cpu.getFlags() & ~OWNED) | (v.eflags & OWNED) | 2) >>> 0
+    savePcpu(cpu, v)
     const stopped = cpu.eip >>> 0
     if (guestEip !== undefined) {
       v.eip = guestEip >>> 0
@@ -597,31 +500,5 @@ export class BtEngine implements ExecutionEngine {
     const v = this.vmcs.guest.regs
     const root = this.monitor.paging.activate(v.cr0, v.cr3, v.cr4)
     return typeof root === "number" ? root : root.message
-  }
-}
-
-/**
- * The pCPU's copy of a guest segment at `ring`: the limit truncated so no
- * offset reaches the monitor region, DPL 0 raised to the ring. A segment
- * that cannot be truncated that way (expand-down, or based inside the
- * monitor region) is made unusable on the pCPU: every access through it
- * faults into the monitor, which emulates it against the guest's own
- * segment.
- */
-function truncate(from: SegmentState, to: SegmentState, ring: number): void {
-  to.selector = from.selector
-  to.base = from.base >>> 0
-  to.access = from.access
-  to.limit = from.limit >>> 0
-  if ((from.access & 0x10000) !== 0) return
-  const dpl = (from.access >> 5) & 3
-  if (dpl < ring) to.access = (from.access & ~0x60) | (ring << 5)
-  const expandDown = (from.access & 0x1c) === 0x14
-  const top = GUEST_LINEAR_TOP - (from.base >>> 0)
-  if (expandDown || top < 0) {
-    to.access |= 0x10000
-    to.limit = 0
-  } else {
-    to.limit = Math.min(to.limit, top)
   }
 }

@@ -8,8 +8,9 @@
  * groups).
  *
  * Unknown keys are errors (a misspelt "memoryMB" must not silently mean the
- * default). Modes other than `hw` are part of the schema (the vCPU loop takes a
- * pluggable execution engine) but refused until their engines exist.
+ * default). Every mode is part of the schema (the vCPU loop takes a
+ * pluggable execution engine); those not in `availableModes` (pv) are
+ * refused until their engines exist.
  */
 import { Effect, Schema } from "effect"
 
@@ -17,14 +18,15 @@ const Int = (minimum: number, maximum: number) => Schema.Int.pipe(Schema.check(S
 
 /**
  * hw: VT-x trap-and-emulate; bt: binary translation; pv: paravirtualization;
- * emu: pure emulation; trap: a demonstration -- deprivileged without
+ * emu: pure emulation (every instruction on a software CPU of the VM,
+ * vmm/engines/emu.ts); trap: a demonstration -- deprivileged without
  * translation, which x86 does not virtualize correctly (vmm/engines/bt).
  */
 export const ExecutionMode = Schema.Literals(["hw", "bt", "pv", "emu", "trap"])
 export type ExecutionMode = typeof ExecutionMode.Type
 
 /** Modes whose execution engine is built. */
-export const availableModes: ReadonlyArray<ExecutionMode> = ["hw", "bt", "trap"]
+export const availableModes: ReadonlyArray<ExecutionMode> = ["hw", "bt", "emu", "trap"]
 
 export const Shares = Schema.Union([Schema.Literals(["high", "normal", "low"]), Int(1, 1_000_000)])
 

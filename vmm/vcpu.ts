@@ -1,7 +1,8 @@
 /**
  * A vCPU: one world of the scheduler, running its guest on whichever pCPU
  * the scheduler picks through its execution engine (engines/engine.ts:
- * `hw` = vmenter and VM exits, `bt` = binary translation). The loop of one
+ * `hw` = vmenter and VM exits, `bt` = binary translation, `emu` = a software
+ * CPU of the VM). The loop of one
  * quantum, as Firecracker's vCPU run loop:
  *
  *   bring the VM's devices to the vCPU's time

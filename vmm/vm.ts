@@ -16,6 +16,9 @@
  *                 emulator (engines/invalid-guest-state.ts)
  *   bt, trap      their own engine (vmm/engines/bt), plugged in through the
  *                 vCPU host's `engine` factory
+ *   emu           its own engine too (vmm/engines/emu.ts): every instruction
+ *                 on a software CPU per vCPU over the VM's guest-physical
+ *                 space; no EPT, no shadow, the VMCS only a state record
  *
  * States: created -> running -> paused -> running -> stopped (pause removes
  * nothing: its worlds are simply held halted); reset is the guest's (PS/2 or
@@ -44,6 +47,7 @@ import type { VmConfig } from "./config.ts"
 import { InstructionEmulator } from "./emulator.ts"
 import { BtEngine } from "./engines/bt/engine.ts"
 import { BtMonitor, type BtOptions } from "./engines/bt/monitor.ts"
+import { EmuEngine, type EmuVm } from "./engines/emu.ts"
 import { type ExitCounters, newExitCounters, type VmEnd } from "./exits/types.ts"
 import { GuestMemoryError, GuestPhysical } from "./guest-memory.ts"
 import { PcPlatform } from "./platform/pc.ts"
@@ -264,7 +268,9 @@ export const createVm = (
     // hw mode without EPT: guest frames are only backed (no EPT is built), shadow tables come from the pool
     // EPT only for hw (bt runs on a pCPU without the extension: its shadow tables are the monitor's)
     const bt = config.mode === "bt" || config.mode === "trap"
-    const ept = !bt && (config.mode !== "hw" || config.ept !== false)
+    // emu: the guest runs on the VM's own software CPUs, over guest-physical memory (no EPT, no shadow)
+    const emu = config.mode === "emu"
+    const ept = !bt && !emu && (config.mode !== "hw" || config.ept !== false)
     const guest = new GuestPhysical(memory.managerUnsafe, config.name, ramBytes, { ept })
     for (const write of payload.writes) {
       let placed: boolean | GuestMemoryError
@@ -294,7 +300,7 @@ export const createVm = (
         )
       : 0
     let shadow: VmShadowPaging | undefined
-    if (!ept && !bt) {
+    if (!ept && !bt && !emu) {
       const frames = memory.managerUnsafe.shadowFrames(config.name)
       if (!("allocateTable" in frames)) {
         yield* memory.release(config.name).pipe(Effect.ignore)
@@ -320,6 +326,18 @@ export const createVm = (
     })
     const vpid = vpidCounter++ & 0xffff || 1
     const machine = host.machine
+    const emuVm: EmuVm | undefined = emu
+      ? {
+          guest,
+          ram: memory.managerUnsafe.frames.ram,
+          mmio: platform.mmio,
+          ports: emulator.cpu.io,
+          costs: machine.profile,
+          select: (index) => {
+            platform.currentVcpu = index
+          }
+        }
+      : undefined
     // bt (and its `trap` demonstration): the monitor region, translation cache and shadow page tables
     let monitor: BtMonitor | undefined
     if (bt) {
@@ -360,7 +378,8 @@ export const createVm = (
         afterExit: () => machineVm.afterExit(),
         observeExit: (index, exited) => machineVm.onExit?.(index, exited),
         ...(shadow === undefined ? {} : { shadow }),
-        ...(monitor === undefined ? {} : { engine: (context, hooks) => new BtEngine(monitor, context, hooks) })
+        ...(monitor === undefined ? {} : { engine: (context, hooks) => new BtEngine(monitor, context, hooks) }),
+        ...(emuVm === undefined ? {} : { engine: (context, hooks) => new EmuEngine(context, hooks, emuVm) })
       })
       if (i > 0) vcpu.init() // application processors wait for INIT/SIPI
       machineVm.vcpus.push(vcpu)

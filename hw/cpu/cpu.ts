@@ -237,6 +237,19 @@ export class Cpu {
    * for #PF as the hardware would before entering the monitor's handler.
    */
   hostTraps = false
+  /**
+   * A CPU whose physical address space is not machine memory (the `emu` engine's per-vCPU CPU, vmm/engines/
+   * emu.ts, whose "physical" memory is a VM's guest-physical space): the machine page backing physical page
+   * `page`, indexed in `ram` as usual, or -1 when the page is not RAM (its accesses go to `mem.read` /
+   * `mem.write` with the physical address). Consulted on TLB fills and page walks only. null (every pCPU):
+   * physical = machine.
+   */
+  physicalPage: ((page: number) => number) | null = null
+  /**
+   * Return RunExit.Stopped at the first instruction boundary where IF = 1 outside an STI / MOV SS shadow:
+   * the "interrupt-window exiting" of a VMM that runs its guest on this CPU by emulation (vmm/engines/emu.ts).
+   */
+  stopAtInterruptWindow = false
   trapVector = 0
   trapError = -1
   trapKind = 0

@@ -254,6 +254,8 @@ export function handleEvents(c: Cpu): number {
     return RunExit.Stopped
   }
   if (c.vmcs !== null && nonRootEventExit(c)) return RunExit.VmExit
+  // an emulating VMM's interrupt window (cpu.ts stopAtInterruptWindow): it injects the pending interrupt itself
+  if (c.stopAtInterruptWindow && (c.flags & F_IF) !== 0 && !c.intShadow) return RunExit.Stopped
   let stepOne = false
   try {
     if (c.tfTrap) {
@@ -296,7 +298,8 @@ export function handleEvents(c: Cpu): number {
     c.intShadow ||
     c.nmiPending ||
     (c.intrLine && ((c.flags & F_IF) !== 0 || (c.vmPin & PinControls.ExternalInterruptExiting) !== 0)) ||
-    (c.vmcs !== null && (c.vmProc & ProcControls.InterruptWindowExiting) !== 0 && (c.flags & F_IF) !== 0)
+    (c.vmcs !== null && (c.vmProc & ProcControls.InterruptWindowExiting) !== 0 && (c.flags & F_IF) !== 0) ||
+    (c.stopAtInterruptWindow && (c.flags & F_IF) !== 0)
   return -1
 }
 

@@ -77,12 +77,16 @@ function pageFault(c: Cpu, linear: number, error: number): never {
 }
 
 function kindBits(c: Cpu, machine: number): number {
+  if (lastBus) return TLB_MMIO
   const kind = c.mem.pageKind(machine >>> 12)
   return kind === PageKind.Ram ? 0 : kind === PageKind.Rom ? TLB_ROM : TLB_MMIO
 }
 
 /** EPT permissions of the last guest-physical -> machine translation (all of them outside EPT). */
 let lastEptPerms = EPT_READ | EPT_WRITE | EPT_EXEC
+
+/** The last translation found no RAM behind the address (Cpu.physicalPage): it goes to the bus. */
+let lastBus = false
 
 /**
  * Guest-physical -> machine for one access: the identity outside EPT; through
@@ -91,9 +95,18 @@ let lastEptPerms = EPT_READ | EPT_WRITE | EPT_EXEC
  */
 function toMachine(c: Cpu, gpa: number, access: number, linear: number, translated: boolean): number {
   gpa >>>= 0
+  lastBus = false
   if (!c.vmEpt) {
     lastEptPerms = EPT_READ | EPT_WRITE | EPT_EXEC
-    return gpa
+    const map = c.physicalPage
+    if (map === null) return gpa
+    // a CPU over a VM's guest-physical space (vmm/engines/emu.ts): RAM pages by their machine frame, the rest the bus's
+    const page = map(gpa >>> 12)
+    if (page < 0) {
+      lastBus = true
+      return gpa
+    }
+    return (page * 4096 + (gpa & 0xfff)) >>> 0
   }
   const outcome = eptWalk(c.mem, c.dv, c.vmEptp, gpa, access)
   if (outcome === EptOutcome.Ok) {
@@ -115,14 +128,14 @@ function toMachine(c: Cpu, gpa: number, access: number, linear: number, translat
 /** Read a paging-structure entry at guest-physical `gpa` (through EPT in non-root operation). */
 function walkLd32(c: Cpu, gpa: number, linear: number): number {
   const addr = toMachine(c, gpa, Access.Read, linear, false)
-  if (c.mem.pageKind(addr >>> 12) === PageKind.Mmio) return c.mem.read(addr, 4) | 0
+  if (lastBus || c.mem.pageKind(addr >>> 12) === PageKind.Mmio) return c.mem.read(addr, 4) | 0
   return c.dv.getInt32(addr, true)
 }
 
 /** Set accessed/dirty bits in a paging-structure entry (a write access to it). */
 function walkSt32(c: Cpu, gpa: number, linear: number, v: number): void {
   const addr = toMachine(c, gpa, Access.Write, linear, false)
-  const kind = c.mem.pageKind(addr >>> 12)
+  const kind = lastBus ? PageKind.Mmio : c.mem.pageKind(addr >>> 12)
   if (kind === PageKind.Ram) c.dv.setInt32(addr, v, true)
   // page tables behind the bus (an emulation CPU over guest-physical memory) get their A/D bits too
   else if (kind === PageKind.Mmio) c.mem.write(addr, 4, v >>> 0)

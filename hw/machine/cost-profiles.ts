@@ -22,6 +22,15 @@
  *   reduced the round trip to a few hundred cycles (Agesen et al., USENIX ATC
  *   2012, "Software Techniques for Avoiding Hardware Virtualization Exits",
  *   fig. 1 charts the decline from Prescott to Sandy Bridge).
+ * - Pure emulation (`emu` mode, vmm/engines/emu.ts): `emulatedInstruction`
+ *   cycles per guest instruction on top of its class cost, for the
+ *   emulator's own work (decode or translated-code dispatch, lazy flags,
+ *   the softmmu TLB lookup on each memory access). QEMU's TCG turns a guest
+ *   instruction into a few micro-operations of a few host instructions each,
+ *   plus a softmmu TLB lookup per memory access (Bellard, USENIX 2005,
+ *   "QEMU, a Fast and Portable Dynamic Translator"): a model value of
+ *   ~10-20 host instructions per typical integer guest instruction, i.e.
+ *   ~10 cycles at 1.5 IPC on a modern part, ~15 at 1 IPC on a 2006 one.
  * - Page walks: a 2-level 32-bit walk is 2 memory references; a 2-D walk
  *   through a 4-level EPT is up to (2+1)*(4+1)-1 = 14 references for 32-bit
  *   guest paging (Bhargava et al., ASPLOS 2008, "Accelerating Two-Dimensional
@@ -45,6 +54,8 @@ export interface CostProfile {
   readonly eventDelivery: number
   readonly vmEntry: number
   readonly vmExit: number
+  /** Extra cycles per guest instruction run by pure emulation (`emu` mode): the emulator's own work. */
+  readonly emulatedInstruction: number
 }
 
 const classCosts = (costs: Partial<Record<keyof typeof CostClass, number>>): Array<number> => {
@@ -80,7 +91,9 @@ export const vtx2006: CostProfile = {
   eptWalk: 200,
   eventDelivery: 150,
   vmEntry: 1_000,
-  vmExit: 1_300
+  vmExit: 1_300,
+  // ~15 host instructions per guest instruction at ~1 IPC (Core 2 class)
+  emulatedInstruction: 15
 }
 
 /** A modern part: EPT with paging-structure caches, VPID, round trip of a few hundred cycles. */
@@ -110,7 +123,9 @@ export const modern: CostProfile = {
   eptWalk: 60,
   eventDelivery: 100,
   vmEntry: 230,
-  vmExit: 270
+  vmExit: 270,
+  // ~15 host instructions per guest instruction at ~1.5 IPC
+  emulatedInstruction: 10
 }
 
 export const costProfiles: Record<CostProfileName, CostProfile> = { "vtx-2006": vtx2006, modern }

@@ -14,7 +14,7 @@
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { nameProblems } from "../../kernel/datastore/names.ts"
-import { availableModes, type ExecutionMode } from "../../vmm/config.ts"
+import { availableModes, ExecutionMode } from "../../vmm/config.ts"
 import { planGuests } from "../boot/images.ts"
 import { bootGuests, formatSummary } from "../boot/run.ts"
 import { failWithMessage } from "./user-error.ts"
@@ -27,7 +27,7 @@ const images = Argument.String("image").pipe(
 )
 const mode = Flag.String("mode").pipe(
   Flag.withDescription(
-    "Execution mode: hw (VT-x), bt (binary translation), trap (deprivileged without translation: a demonstration that x86 needs BT); pv, emu: not built yet"
+    "Execution mode: hw (VT-x), bt (binary translation), emu (pure emulation: every instruction on a software CPU, QEMU TCG style), trap (deprivileged without translation: a demonstration that x86 needs BT); pv: not built yet"
   ),
   Flag.withDefault("hw")
 )
@@ -96,7 +96,7 @@ export const boot = Command.make(
       const problems: Array<string> = []
       if (!availableModes.includes(o.mode as never)) {
         problems.push(
-          `--mode ${o.mode}: ${["bt", "pv", "emu"].includes(o.mode) ? "not built yet" : "unknown"} (available: ${availableModes.join(", ")})`
+          `--mode ${o.mode}: ${(ExecutionMode.literals as ReadonlyArray<string>).includes(o.mode) ? "not built yet" : "unknown"} (available: ${availableModes.join(", ")})`
         )
       }
       if (o.ept !== "on" && o.ept !== "off") problems.push(`--ept ${o.ept}: give on or off`)

@@ -4,9 +4,10 @@
  * page tables, real mode stepped in the emulator; vmm/shadow/
  * vmx-shadow-paging.ts, vmm/engines/invalid-guest-state.ts) and `bt` (ring
  * deprivileging + binary translation + shadow page tables on a pCPU without
- * the extension; vmm/engines/bt/):
+ * the extension; vmm/engines/bt/) and `emu` (pure emulation: every
+ * instruction on the VM's own software CPU; vmm/engines/emu.ts):
  *
- *   - every image boots through the CLI under the three to the same COM1
+ *   - every image boots through the CLI under the four to the same COM1
  *     bytes, the same result and exit code per VM and the same exit status;
  *   - the summary's engine counters show each engine at work: with EPT none;
  *     without EPT the shadow (minios: CR3 switches, writes to traced page
@@ -14,7 +15,8 @@
  *     in bt no VM exit at all, the translator (blocks translated, TC hits,
  *     chained jumps, callouts) and the shadow (hidden faults; minios: CR3
  *     switches, true faults, IRET and MOV CR3 callouts; smp: its APs' real
- *     mode interpreted);
+ *     mode interpreted); in emu no VM exit either, every instruction
+ *     emulated;
  *   - the hostile guest next to blk, hello and timer, without EPT and in bt:
  *     only it is affected;
  *   - VMs made in-process (as vm.test.ts) without EPT: a real-mode guest
@@ -46,6 +48,7 @@ interface Summary {
   readonly vm: string
   readonly result: string
   readonly exitCode: number | null
+  readonly instructions: number
   readonly exits: Record<string, number>
   readonly engine?: Record<string, number>
 }
@@ -54,7 +57,8 @@ interface Summary {
 const modes = {
   hw: ["--mode", "hw"],
   "hw --ept off": ["--mode", "hw", "--ept", "off"],
-  bt: ["--mode", "bt"]
+  bt: ["--mode", "bt"],
+  emu: ["--mode", "emu"]
 } as const
 type Mode = keyof typeof modes
 
@@ -110,7 +114,7 @@ const callouts = (engine: Record<string, number>) =>
     .filter(([name]) => name.startsWith("callout_"))
     .reduce((sum, [, n]) => sum + n, 0)
 
-describe("every image under hw, hw --ept off and bt: the same COM1 bytes, results and exit status", () => {
+describe("every image under hw, hw --ept off, bt and emu: the same COM1 bytes, results and exit status", () => {
   it("has the images the task names", () => {
     expect(images.map((i) => i.name)).toEqual(
       expect.arrayContaining(["hello", "timer", "minios", "smp", "blk", "net", "cpu-selftest", "hostile"])
@@ -119,19 +123,23 @@ describe("every image under hw, hw --ept off and bt: the same COM1 bytes, result
 
   for (const image of images) {
     it(image.name, { timeout: 240_000 }, async () => {
-      const [hw, off, bt] = await Promise.all([
+      const [hw, off, bt, emu] = await Promise.all([
         bootImage(image, "hw"),
         bootImage(image, "hw --ept off"),
-        bootImage(image, "bt")
+        bootImage(image, "bt"),
+        bootImage(image, "emu")
       ])
       const outcome = (run: typeof hw) => run.vms.map((v) => [v.vm, v.result, v.exitCode])
       expect(hw.serial.length).toBeGreaterThan(0)
       expect(off.serial, "hw --ept off: COM1").toBe(hw.serial)
       expect(bt.serial, "bt: COM1").toBe(hw.serial)
+      expect(emu.serial, "emu: COM1").toBe(hw.serial)
       expect(outcome(off), "hw --ept off: results").toEqual(outcome(hw))
       expect(outcome(bt), "bt: results").toEqual(outcome(hw))
+      expect(outcome(emu), "emu: results").toEqual(outcome(hw))
       expect(off.status, "hw --ept off: exit status").toBe(hw.status)
       expect(bt.status, "bt: exit status").toBe(hw.status)
+      expect(emu.status, "emu: exit status").toBe(hw.status)
 
       // EPT: no engine counters, EPT backing; shadow paging: hidden faults on every image, no EPT exits
       for (const vm of hw.vms) expect(vm.engine).toBeUndefined()
@@ -151,6 +159,15 @@ describe("every image under hw, hw --ept off and bt: the same COM1 bytes, result
         expect(callouts(engine), "some sensitive instruction was a callout").toBeGreaterThan(0)
         expect(engine.shadow_hidden_faults).toBeGreaterThan(0)
         expect(engine.realmode_emulated_instructions, "hw --ept off's counter").toBeUndefined()
+      }
+      // emu: no VM exit, no shadow, no translation: every instruction the guest retired was emulated
+      for (const vm of emu.vms) {
+        const engine = vm.engine!
+        expect(vm.exits, `${vm.vm}: emu makes no VM exits`).toEqual({})
+        expect(engine.emulated_instructions).toBe(vm.instructions)
+        expect(engine.device_accesses).toBeGreaterThan(0)
+        expect(engine.shadow_hidden_faults).toBeUndefined()
+        expect(engine.blocks_translated).toBeUndefined()
       }
 
       if (image.name === "minios") {
@@ -181,7 +198,7 @@ describe("every image under hw, hw --ept off and bt: the same COM1 bytes, result
   }
 })
 
-describe("the hostile guest without EPT and in bt: only it is affected (as test/images/hostile.test.ts)", () => {
+describe("the hostile guest without EPT, in bt and in emu: only it is affected (as test/images/hostile.test.ts)", () => {
   const hostileHost = async (mode: Mode) => {
     const disk = join(mkdtempSync(join(tmpdir(), "fibervisor-hostile-modes-")), "datastore.img")
     const r = await fibervisor([
@@ -229,6 +246,15 @@ describe("the hostile guest without EPT and in bt: only it is affected (as test/
     // thousands of hidden faults)
     expect(engine.emulated_instructions! - callouts(engine)).toBeGreaterThan(3_000)
     expect(engine.shadow_hidden_faults).toBeLessThan(100)
+  })
+
+  it("emu: a triple fault while blk, hello and timer on the same host, datastore and vSwitch succeed", {
+    timeout: 240_000
+  }, async () => {
+    const hostile = await hostileHost("emu")
+    // its port writes and its stores outside RAM reach the VM's devices from its own software CPU, no exit
+    expect(hostile.exits).toEqual({})
+    expect(hostile.engine!.device_accesses).toBeGreaterThan(60_000)
   })
 })
 
@@ -611,7 +637,7 @@ describe("configuration: `ept` in a VM config, --ept on|off, --mode", () => {
     expect(bt.stdout).toBe("")
     const pv = cli("boot", "images/hello/hello.elf", "--mode", "pv")
     expect(pv.status).toBe(2)
-    expect(pv.stderr).toContain("--mode pv: not built yet (available: hw, bt, trap)")
+    expect(pv.stderr).toContain("--mode pv: not built yet (available: hw, bt, emu, trap)")
     expect(pv.stdout).toBe("")
   })
 

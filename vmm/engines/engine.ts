@@ -7,6 +7,8 @@
  *   hw  (engines/hw.ts)  VMX non-root operation: vmenter, VM exits, handlers
  *   bt  (engines/bt/)    ring deprivileging + binary translation + shadow
  *                        page tables, on a pCPU without the extension
+ *   emu (engines/emu.ts) pure emulation: every instruction on a software
+ *                        CPU of the VM, its cycles charged to the pCPU
  *
  * Every engine keeps the guest's architectural state in the vCPU's VMCS
  * guest-state area (registers, activity state, interruptibility), takes the

@@ -24,6 +24,7 @@
  *
  * Not modelled: single-stepping (EFLAGS.TF) in emulated real mode.
  */
+import type { Cpu } from "../../hw/cpu/cpu.ts"
 import { FAULT } from "../../hw/cpu/fault.ts"
 import { deliver, dispatchFault, eventKindOf } from "../../hw/cpu/interrupts.ts"
 import { RunExit } from "../../hw/cpu/state.ts"
@@ -63,7 +64,7 @@ export function stepInvalidGuestState(emulator: InstructionEmulator, vmcs: Vmcs)
   cpu.hostTraps = false
   let exit: RunExit
   try {
-    injectEntryEvent(emulator, vmcs)
+    injectEntryEvent(cpu, vmcs)
     exit = cpu.isShutdown ? RunExit.Shutdown : cpu.run(1)
   } finally {
     cpu.hostTraps = true
@@ -82,9 +83,11 @@ export function stepInvalidGuestState(emulator: InstructionEmulator, vmcs: Vmcs)
   return step
 }
 
-/** SDM 3C 27.6: the VM-entry interruption field's event, delivered through the guest's IVT/IDT. */
-function injectEntryEvent(emulator: InstructionEmulator, vmcs: Vmcs): void {
-  const cpu = emulator.cpu
+/**
+ * SDM 3C 27.6: the VM-entry interruption field's event, delivered through the guest's IVT/IDT on `cpu`
+ * (hostTraps off), its registers the guest's; the field is cleared. Also the `emu` engine's (emu.ts).
+ */
+export function injectEntryEvent(cpu: Cpu, vmcs: Vmcs): void {
   const entry = vmcs.entry
   const info = entry.interruptionInfo >>> 0
   if ((info & INTR_INFO_VALID) === 0) return

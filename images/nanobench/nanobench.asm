@@ -1,0 +1,411 @@
+; nanobench: the nanobenchmarks of Adams & Agesen, "A Comparison of Software
+; and Hardware Techniques for x86 Virtualization" (ASPLOS 2006, section 6.2,
+; figure 4) as a Multiboot guest. Each operation runs ITER times in a loop
+; timed with RDTSC (SDM 2B RDTSC; CR4.TSD = 0, so ring 3 may read it too),
+; next to a baseline loop that is the same loop without the operation; the
+; line `nanobench: <name> <cycles per op>` on COM1 is (op loop - baseline
+; loop) / ITER in TSC ticks, rounded down (0 if the baseline came out
+; slower). Every loop runs once unmeasured first (a translator translates
+; it, caches fill), then once measured. The benchmarks:
+;
+;   syscall   INT 0x80 from ring 3 through a DPL-3 interrupt gate (SDM 3A
+;             6.12.1.1) to a handler that only IRETs back to ring 3
+;   in        IN AL, 0x21: a port a PC's devices answer cheaply (the master
+;             8259A's interrupt mask register; 0x80 is a POST port)
+;   cr-write  MOV CR3, EAX with CR3's own value. The paper's cr8wr (a write
+;             to the task-priority register CR8) exists only in 64-bit mode;
+;             a CR3 write is the 32-bit control-register write every kernel
+;             makes (on each context switch), is sensitive, traps under
+;             first-generation VT-x and a shadow-paging monitor, and has no
+;             architectural effect beyond flushing the TLB
+;   call/ret  a near CALL to a RET
+;   pgfault   a page fault on a not-present page at ring 0 (SDM 3A 6.15,
+;             4.7): the #PF handler marks the PTE present and IRETs, the
+;             access is retried and succeeds; the loop clears the PTE's P
+;             bit and INVLPGs before each access (the baseline loop does
+;             the same PTE store and INVLPG but leaves the page present, so
+;             only the fault round trip is left)
+;   divzero   DIV by zero at ring 0: the #DE handler (SDM 3A 6.15, vector 0;
+;             a fault: the saved EIP is the DIV's) steps over the 2-byte DIV
+;             and IRETs
+;   ptemod    a store to a live page-table entry (toggling its R/W bit)
+;             followed by INVLPG of the page it maps (SDM 3A 4.10.4)
+;
+; Paging is on: the first 4 MiB identity-mapped with 4 KiB pages, user and
+; writable (ring 3 runs this same code); no interrupt is ever enabled. Then
+; `nanobench: done` and a debug exit with 0 (any unexpected fault exits
+; with 1 or 2). The numbers depend on the machine and the execution mode:
+; images/nanobench/boot.json says "timing": true, so the QEMU and the modes
+; tests compare only which lines it prints, not its bytes.
+%include "multiboot.inc"
+%include "serial.inc"
+%include "print.inc"
+%include "idt.inc"
+
+KERNEL_CS equ 0x08
+KERNEL_DS equ 0x10
+USER_CS   equ 0x18 | 3
+USER_DS   equ 0x20 | 3
+TSS_SEL   equ 0x28
+ITER      equ 1000
+PTE_P     equ 1
+PTE_W     equ 2
+PTE_U     equ 4
+PTE_A     equ 0x20
+PTE_D     equ 0x40
+
+; BENCH "name", op loop, baseline loop: measure in ring 0 and print the line
+%macro BENCH 3
+  mov esi, %2
+  mov edi, %3
+  call measure
+  mov esi, %%name
+  call report
+[section .rodata]
+%%name: db %1, 0
+__SECT__
+%endmacro
+
+section .text
+global _start
+_start:
+  cli
+  mov esp, stack_top
+  mov eax, tss                            ; the TSS base is only known at link time
+  mov [gdt_tss + 2], ax
+  shr eax, 16
+  mov [gdt_tss + 4], al
+  mov [gdt_tss + 7], ah
+  lgdt [gdt_descriptor]
+  jmp KERNEL_CS:.reload
+.reload:
+  mov ax, KERNEL_DS
+  mov ds, ax
+  mov es, ax
+  mov fs, ax
+  mov gs, ax
+  mov ss, ax
+  mov dword [tss + 4], trap_stack_top     ; ESP0
+  mov dword [tss + 8], KERNEL_DS          ; SS0
+  mov word [tss + 102], 104               ; no I/O bitmap: no ports for ring 3
+  mov ax, TSS_SEL
+  ltr ax
+  call idt_init
+  xor ecx, ecx
+  mov edx, on_divide_error
+  call idt_set
+  mov ecx, 14
+  mov edx, on_page_fault
+  call idt_set
+  mov ecx, 0x80
+  mov edx, on_syscall
+  call idt_set
+  mov byte [idt + 0x80 * 8 + 5], 0xee     ; present, DPL 3, 32-bit interrupt gate
+  mov ecx, 0x81
+  mov edx, on_user_done
+  call idt_set
+  mov byte [idt + 0x81 * 8 + 5], 0xee
+  ; paging: 0-4 MiB identity, user, writable
+  mov edi, page_table
+  mov eax, PTE_P | PTE_W | PTE_U
+  mov ecx, 1024
+.identity:
+  stosd
+  add eax, 4096
+  loop .identity
+  mov edi, page_directory
+  xor eax, eax
+  mov ecx, 1024
+  rep stosd
+  mov eax, page_table
+  or eax, PTE_P | PTE_W | PTE_U
+  mov [page_directory], eax
+  mov eax, test_page                      ; the PTE that maps test_page
+  shr eax, 12
+  lea eax, [page_table + eax * 4]
+  mov [test_pte], eax
+  mov eax, page_directory
+  mov cr3, eax
+  mov eax, cr0
+  or eax, 0x80000000
+  mov cr0, eax
+  mov esi, msg_title
+  call serial_puts
+
+  ; syscall: measured in ring 3, which comes back with INT 0x81
+  mov [kernel_esp], esp
+  push USER_DS                            ; SS
+  push user_stack_top                     ; ESP
+  push 0x002                              ; EFLAGS: IF = 0
+  push USER_CS
+  push user_bench
+  iret
+back_in_kernel:
+  mov eax, [user_result]
+  mov esi, name_syscall
+  call report
+
+  BENCH "in", in_loop, empty_loop
+  BENCH "cr-write", cr_loop, empty_loop
+  BENCH "call/ret", call_loop, empty_loop
+  BENCH "pgfault", pgfault_loop, pgfault_base
+  BENCH "divzero", divzero_loop, divzero_base
+  BENCH "ptemod", ptemod_loop, ptemod_base
+  mov eax, [test_pte]                     ; test_page's PTE as it started (ptemod toggled R/W an even
+  mov eax, [eax]                          ; number of times), but for the accessed and dirty bits
+  and eax, ~(PTE_A | PTE_D)
+  cmp eax, test_page + (PTE_P | PTE_W | PTE_U)
+  jne bad_pte
+  mov esi, msg_done
+  call serial_puts
+  xor eax, eax
+  jmp debug_exit
+bad_pte:
+  mov esi, msg_bad_pte
+  call serial_puts
+  mov al, 2
+  jmp debug_exit
+
+; measure: ESI = the operation's loop, EDI = its baseline loop (each runs ITER
+; iterations and returns). EAX = TSC ticks per operation. Clobbers EBX-EDX.
+; Runs at ring 0 and ring 3 (no privileged instruction).
+measure:
+  call time_loop                          ; warm-up runs
+  xchg esi, edi
+  call time_loop
+  call time_loop                          ; the baseline, measured
+  mov ebx, eax
+  xchg esi, edi
+  call time_loop                          ; the operation, measured
+  sub eax, ebx
+  jae .positive
+  xor eax, eax
+.positive:
+  xor edx, edx
+  mov ecx, ITER
+  div ecx
+  ret
+
+; time_loop: call the loop at ESI; EAX = TSC ticks it took (the low 32 bits
+; of the difference). Clobbers ECX, EDX.
+time_loop:
+  push ebx
+  rdtsc
+  mov ebx, eax
+  call esi
+  rdtsc
+  sub eax, ebx
+  pop ebx
+  ret
+
+; report: print "nanobench: <name at ESI> <EAX>" and CRLF.
+report:
+  push eax
+  push esi
+  mov esi, msg_prefix
+  call serial_puts
+  pop esi
+  call serial_puts
+  mov esi, msg_space
+  call serial_puts
+  pop eax
+  call print_decimal
+  mov esi, msg_newline
+  jmp serial_puts
+
+; ---- the loops: ITER iterations each ----
+empty_loop:
+  mov ecx, ITER
+.loop:
+  dec ecx
+  jnz .loop
+  ret
+
+syscall_loop:                             ; ring 3
+  mov ecx, ITER
+.loop:
+  int 0x80
+  dec ecx
+  jnz .loop
+  ret
+
+in_loop:
+  mov ecx, ITER
+.loop:
+  in al, 0x21
+  dec ecx
+  jnz .loop
+  ret
+
+cr_loop:
+  mov ecx, ITER
+  mov eax, cr3
+.loop:
+  mov cr3, eax
+  dec ecx
+  jnz .loop
+  ret
+
+call_loop:
+  mov ecx, ITER
+.loop:
+  call just_ret
+  dec ecx
+  jnz .loop
+  ret
+just_ret:
+  ret
+
+pgfault_loop:
+  mov ecx, ITER
+  mov ebx, [test_pte]
+.loop:
+  and dword [ebx], ~PTE_P
+  invlpg [test_page]
+  mov eax, [test_page]                    ; #PF; the handler sets P and this is retried
+  dec ecx
+  jnz .loop
+  ret
+pgfault_base:
+  mov ecx, ITER
+  mov ebx, [test_pte]
+.loop:
+  or dword [ebx], PTE_P
+  invlpg [test_page]
+  mov eax, [test_page]
+  dec ecx
+  jnz .loop
+  ret
+
+divzero_loop:
+  mov ecx, ITER
+  xor ebx, ebx
+.loop:
+  mov eax, 1
+  xor edx, edx
+  div ebx                                 ; #DE: the handler skips these 2 bytes (F7 F3)
+  dec ecx
+  jnz .loop
+  ret
+divzero_base:
+  mov ecx, ITER
+  xor ebx, ebx
+.loop:
+  mov eax, 1
+  xor edx, edx
+  dec ecx
+  jnz .loop
+  ret
+
+ptemod_loop:
+  mov ecx, ITER                           ; even: the PTE ends as it started
+  mov ebx, [test_pte]
+  mov edx, [ebx]
+.loop:
+  xor edx, PTE_W
+  mov [ebx], edx
+  invlpg [test_page]
+  dec ecx
+  jnz .loop
+  ret
+ptemod_base:
+  mov ecx, ITER
+  mov ebx, [test_pte]
+  mov edx, [ebx]
+.loop:
+  xor edx, PTE_W
+  dec ecx
+  jnz .loop
+  ret
+
+; ---- ring 3 ----
+user_bench:
+  mov ax, USER_DS
+  mov ds, ax
+  mov es, ax
+  mov esi, syscall_loop
+  mov edi, empty_loop
+  call measure
+  mov [user_result], eax
+  int 0x81
+
+; ---- handlers ----
+on_syscall:                               ; INT 0x80: nothing to do
+  iret
+
+on_user_done:                             ; INT 0x81 from ring 3: back to the kernel's stack
+  mov ax, KERNEL_DS
+  mov ds, ax
+  mov es, ax
+  mov esp, [kernel_esp]
+  jmp back_in_kernel
+
+on_divide_error:
+  add dword [esp], 2                      ; past DIV r32 (opcode F7, ModRM)
+  iret
+
+on_page_fault:                            ; only test_page may fault, at ring 0: mark it present
+  push eax
+  mov eax, cr2
+  and eax, ~0xfff
+  cmp eax, test_page
+  jne .unexpected
+  test dword [esp + 4], 4                 ; error code bit 2: from ring 3
+  jnz .unexpected
+  mov eax, [test_pte]
+  or dword [eax], PTE_P
+  pop eax
+  add esp, 4                              ; the error code
+  iret
+.unexpected:
+  mov esi, msg_bad_fault
+  call serial_puts
+  mov al, 1
+  jmp debug_exit
+
+section .rodata
+msg_title:     db "nanobench: TSC ticks per operation, 1000 iterations each, baseline loop subtracted", 13, 10, 0
+msg_prefix:    db "nanobench: ", 0
+msg_space:     db " ", 0
+msg_newline:   db 13, 10, 0
+name_syscall:  db "syscall", 0
+msg_done:      db "nanobench: done", 13, 10, 0
+msg_bad_fault: db "nanobench: unexpected page fault", 13, 10, 0
+msg_bad_pte:   db "nanobench: test page PTE not restored", 13, 10, 0
+
+section .data
+align 8
+gdt:
+  dq 0
+  dw 0xffff, 0
+  db 0, 0x9a, 0xcf, 0                     ; 0x08: ring-0 code, flat
+  dw 0xffff, 0
+  db 0, 0x92, 0xcf, 0                     ; 0x10: ring-0 data
+  dw 0xffff, 0
+  db 0, 0xfa, 0xcf, 0                     ; 0x18: ring-3 code
+  dw 0xffff, 0
+  db 0, 0xf2, 0xcf, 0                     ; 0x20: ring-3 data
+gdt_tss:
+  dw 103, 0
+  db 0, 0x89, 0, 0                        ; 0x28: 32-bit TSS, available (base patched)
+gdt_end:
+gdt_descriptor:
+  dw gdt_end - gdt - 1
+  dd gdt
+
+section .bss
+alignb 4096
+page_directory: resb 4096
+page_table: resb 4096
+test_page: resb 4096                      ; touched only by pgfault
+alignb 4
+tss: resb 104
+kernel_esp: resd 1
+test_pte: resd 1
+user_result: resd 1
+trap_stack: resb 4096
+trap_stack_top:
+user_stack: resb 4096
+user_stack_top:
+stack: resb 4096
+stack_top:

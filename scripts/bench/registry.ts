@@ -11,6 +11,7 @@ import { benchCpuPeers, cpuPeersHeadlines, formatCpuPeers } from "./cpu-peers.ts
 import { benchDensity, formatDensity } from "./density.ts"
 import { benchExits, formatExits } from "./exits.ts"
 import { benchMinios, formatMinios } from "./minios.ts"
+import { benchModes, formatModes, modesSvg } from "./modes.ts"
 import { benchSched, formatSchedBench } from "./sched.ts"
 
 /** One summary row: a measured number, its unit, and the target it is held to (if any). */
@@ -29,6 +30,8 @@ export interface Benchmark<R = unknown> {
   readonly run: Effect.Effect<R>
   readonly format: (report: R) => string
   readonly headlines: (report: R) => ReadonlyArray<Headline>
+  /** A chart of the report as an SVG document, which the bench command writes to its --svg file. */
+  readonly svg?: (report: R) => string
 }
 
 const benchmark = <R>(b: Benchmark<R>): Benchmark => b as unknown as Benchmark
@@ -121,6 +124,21 @@ export const benchmarks: ReadonlyArray<Benchmark> = [
         value: row.syscallsPerSecond,
         unit: "/sim s"
       }))
+  }),
+  benchmark({
+    name: "modes",
+    description:
+      "the ASPLOS 2006 nanobenchmarks (simulated ticks per op) natively and under emu, bt, hw --ept off and hw, per cost profile, beside the paper's figures; minios per mode",
+    run: benchModes(),
+    format: formatModes,
+    headlines: (r) =>
+      r.rows
+        .filter((row) => row.ticks.syscall !== undefined && row.ticks.pgfault !== undefined)
+        .flatMap((row) => [
+          { metric: `nanobench syscall (${row.mode}, ${row.profile})`, value: row.ticks.syscall!, unit: "ticks/op" },
+          { metric: `nanobench pgfault (${row.mode}, ${row.profile})`, value: row.ticks.pgfault!, unit: "ticks/op" }
+        ]),
+    svg: modesSvg
   })
 ]
 

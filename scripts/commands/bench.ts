@@ -7,7 +7,9 @@
  * runs every one and ends with a short summary table of the headline numbers
  * against this round's targets. With --json the full report (machine, date,
  * every benchmark's numbers) is written to FILE (default bench-report.json)
- * and the human tables still go to stdout.
+ * and the human tables still go to stdout. A benchmark that draws a chart
+ * (`modes`) writes it as SVG to the --svg FILE (default bench-modes.svg)
+ * whenever it runs.
  */
 import { writeFileSync } from "node:fs"
 import { Console, Effect } from "effect"
@@ -30,7 +32,18 @@ const out = Flag.String("out").pipe(
   Flag.withDefault("bench-report.json")
 )
 
-export const bench = Command.make("bench", { name, json, out }, ({ name, json, out }) =>
+const svg = Flag.String("svg").pipe(
+  Flag.withDescription("Where a benchmark with a chart (modes) writes it as SVG"),
+  Flag.withDefault("bench-modes.svg")
+)
+
+const writeFile = (path: string, text: string) =>
+  Effect.try({
+    try: () => writeFileSync(path, text),
+    catch: (e) => (e as { code?: string }).code ?? String(e)
+  }).pipe(Effect.result)
+
+export const bench = Command.make("bench", { name, json, out, svg }, ({ name, json, out, svg }) =>
   Effect.gen(function* () {
     if (!names.includes(name))
       return yield* failWithMessage(`Unknown benchmark "${name}". Available: ${names.join(", ")}`)
@@ -46,13 +59,16 @@ export const bench = Command.make("bench", { name, json, out }, ({ name, json, o
       results[b.name] = report
       headlines.push(...b.headlines(report))
       yield* Console.log(`${b.name}: ${b.description}\n${b.format(report)}\n`)
+      if (b.svg !== undefined) {
+        const drawn = yield* writeFile(svg, b.svg(report))
+        if (drawn._tag === "Failure")
+          return yield* failWithMessage(`bench --svg ${svg}: cannot write (${drawn.failure})`)
+        yield* Console.log(`chart written to ${svg}\n`)
+      }
     }
     if (chosen.length > 1) yield* Console.log(`summary\n${formatSummary(headlines)}`)
     if (json) {
-      const written = yield* Effect.try({
-        try: () => writeFileSync(out, `${JSON.stringify({ machine, results, summary: headlines }, null, 2)}\n`),
-        catch: (e) => (e as { code?: string }).code ?? String(e)
-      }).pipe(Effect.result)
+      const written = yield* writeFile(out, `${JSON.stringify({ machine, results, summary: headlines }, null, 2)}\n`)
       if (written._tag === "Failure")
         return yield* failWithMessage(`bench --out ${out}: cannot write (${written.failure})`)
       yield* Console.log(`\nreport written to ${out}`)

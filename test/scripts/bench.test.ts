@@ -36,9 +36,21 @@ describe("fibervisor bench", () => {
     expect(report.summary.length).toBeGreaterThan(0)
   })
 
+  it("modes prints a table per cost profile and writes its chart to --svg", () => {
+    const svg = join(mkdtempSync(join(tmpdir(), "fibervisor-bench-")), "modes.svg")
+    const r = fibervisor("bench", "modes", "--svg", svg)
+    expect(r.status).toBe(0)
+    expect(r.stdout).toContain("nanobench, vtx-2006: simulated TSC ticks per operation")
+    expect(r.stdout).toContain("nanobench, modern: simulated TSC ticks per operation")
+    expect(r.stdout).toContain(`chart written to ${svg}`)
+    expect(readFileSync(svg, "utf8")).toMatch(/^<svg [\s\S]*<\/svg>\n$/)
+  })
+
   it("refuses an unknown benchmark, listing the available ones", () => {
     const r = fibervisor("bench", "nope")
     expect(r.status).toBe(2)
-    expect(r.stderr).toContain('Unknown benchmark "nope". Available: cpu, exits, boot, density, sched, minios, all')
+    expect(r.stderr).toContain(
+      'Unknown benchmark "nope". Available: cpu, exits, boot, density, sched, minios, modes, all'
+    )
   })
 })

@@ -8,9 +8,9 @@
  * (an exception plus a PTE update) costs more than a #DE. In hw and emu,
  * CALL/RET is the cheapest of all seven; bt hands RET (an indirect jump) to
  * its monitor, so there it can cost as much as an IN or a CR3 write.
- * The paper's orderings across modes are not asserted: the numbers come
- * from the cost profile (hw/machine/cost-profiles.ts), which is not
- * calibrated against it yet. The table is printed.
+ * The paper's orderings across modes (and native) are asserted by
+ * test/bench/modes.test.ts on `bench modes`; here each mode is checked on
+ * its own. The table is printed.
  */
 import { spawnSync } from "node:child_process"
 import { mkdtempSync, readFileSync } from "node:fs"

@@ -142,8 +142,6 @@ const sensitive: ReadonlyArray<readonly [string, string]> = [
   ["int3", "int3"],
   ["into", "into"],
   ["int1", "int1"],
-  ["ret", "ret"],
-  ["ret 8", "ret"],
   ["o16 ret", "ret"],
   ["call eax", "call"],
   ["call [eax]", "call"],
@@ -189,6 +187,22 @@ const sensitive: ReadonlyArray<readonly [string, string]> = [
 ]
 
 const SCRATCH_EQU = "SCRATCH equ 0x200000\n"
+
+describe("near RET: a return-lookup callout (the return address is a guest EIP)", () => {
+  for (const [source, release] of [
+    ["ret", 0],
+    ["ret 8", 8]
+  ] as const) {
+    it(source, () => {
+      const bytes = asm(source)
+      expect(decodeInstruction(bytes, AT)).toMatchObject({ kind: "ret", length: bytes.length, target: release })
+      const alone = translate(bytes)
+      expect(alone.bytes).toEqual([0xcd, CALLOUT_VECTOR])
+      expect(alone.tc.callout(alone.block.tcStart + 2)).toEqual({ kind: "ret", guestEip: AT, release })
+      expect(alone.tc.guestEipAt(alone.block.tcStart)).toBe(AT)
+    })
+  }
+})
 
 describe("sensitive instructions: decode as `emulate`, translate to an `int 0xF1` callout", () => {
   for (const [source, mnemonic] of sensitive) {

@@ -9,6 +9,7 @@
  *
  *   ident     copied unchanged into the translation cache
  *   jmp/jcc/call/loop   direct (PC-relative) control flow: rewritten
+ *   ret       near RET: a lookup callout (the return address is a guest EIP)
  *   emulate   a sensitive or privileged instruction, an indirect or far
  *             control transfer, anything that reads CS or loads a segment
  *             register: a callout to the monitor, which carries it out on
@@ -22,14 +23,14 @@
  */
 import { entryFor, isEscape, isGroup, isPrefix, type OpcodeEntry, oneByte, twoByte } from "../../../hw/cpu/opcodes.ts"
 
-export type InstructionKind = "ident" | "jmp" | "jcc" | "call" | "loop" | "emulate"
+export type InstructionKind = "ident" | "jmp" | "jcc" | "call" | "loop" | "ret" | "emulate"
 
 export interface DecodedInstruction {
   readonly length: number
   readonly kind: InstructionKind
   /** Mnemonic from the opcode map (the callout kind for `emulate`), or "invalid". */
   readonly mnemonic: string
-  /** Direct branches: the target EIP. */
+  /** Direct branches: the target EIP; `ret`: the bytes released after the return address (RET imm16). */
   readonly target: number
   /** Direct branches: the condition nibble (jcc) or the opcode (loop E0-E3). */
   readonly condition: number
@@ -55,8 +56,6 @@ const EMULATE_ONE_BYTE = new Set([
   0x9a, // call far
   0x9c, // pushf
   0x9d, // popf
-  0xc2,
-  0xc3, // ret (indirect: the return address is a guest EIP)
   0xc4,
   0xc5, // les, lds
   0xca,
@@ -198,6 +197,13 @@ export function decodeInstruction(bytes: Uint8Array, eip: number): DecodedInstru
     // loopne/loope/loop/jecxz count ECX (CX with a 67 prefix, which the translation would lose: emulated)
     if (opsize || addrsize || i !== 0) return emulate(mnemonic)
     return { length, kind: "loop", mnemonic, target: (next + s8(bytes[i + 1]!)) >>> 0, condition: op, endsBlock: true }
+  }
+  if (op === 0xc3 || op === 0xc2) {
+    // near RET: an indirect jump to a guest EIP popped from the stack, looked up by the monitor (RET with an
+    // operand-size prefix pops IP: emulated)
+    if (i !== 0) return emulate(mnemonic)
+    const release = op === 0xc2 ? bytes[1]! | (bytes[2]! << 8) : 0
+    return { length, kind: "ret", mnemonic, target: release, condition: 0, endsBlock: true }
   }
   if (op === 0xff && (reg === 2 || reg === 3 || reg === 4 || reg === 5)) return emulate(mnemonic) // indirect/far call, jmp
   return { length, kind: "ident", mnemonic, target: 0, condition: 0, endsBlock: false }

@@ -49,8 +49,9 @@
  * show why `bt` translates (test/vmm/bt/trap-demo.test.ts).
  */
 import type { Cpu } from "../../../hw/cpu/cpu.ts"
+import { FAULT } from "../../../hw/cpu/fault.ts"
 import { EventKind, eventKindOf } from "../../../hw/cpu/interrupts.ts"
-import { CR0_PE, CR0_PG } from "../../../hw/cpu/regs.ts"
+import { CR0_PE, CR0_PG, ESP, SS } from "../../../hw/cpu/regs.ts"
 import { type CpuState, Flag, RunExit } from "../../../hw/cpu/state.ts"
 import { INTR_INFO_ERROR_CODE, INTR_INFO_VALID } from "../../../hw/cpu/vmx/exit-reasons.ts"
 import { ActivityState, cloneGuestRegisters, Interruptibility, type Vmcs } from "../../../hw/cpu/vmx/vmcs.ts"
@@ -227,6 +228,7 @@ export class BtEngine implements ExecutionEngine {
     if (cpu.trapKind === EventKind.Software && cpu.trapVector === CALLOUT_VECTOR && cpu.cpl === 1 && m.translate) {
       const callout = m.tc.callout(cpu.eip >>> 0)
       if (callout === undefined || callout.kind === "emulate") return false
+      if (callout.kind === "ret") return this.returnLookup(cpu, callout.release)
       const target = callout.kind === "jump" ? callout.target : callout.guestEip
       const block = this.blockFor(target)
       if (block === undefined) return false
@@ -271,6 +273,34 @@ export class BtEngine implements ExecutionEngine {
     return false
   }
 
+  /**
+   * A near RET in translated code: the return address is popped on the pCPU
+   * (through the guest's stack segment and the shadow, exactly as the RET
+   * would) and looked up in the translation cache -- the indirect-jump
+   * lookup, without the emulator. False (the slow path emulates the RET)
+   * when the pop faults, the stack is 16-bit, or the target cannot be
+   * fetched.
+   */
+  private returnLookup(cpu: Cpu, release: number): boolean {
+    if (!cpu.ssB) return false
+    const esp = cpu.r32[ESP]! >>> 0
+    let target: number
+    try {
+      target = cpu.rd32(SS, esp) >>> 0
+    } catch (e) {
+      if (e !== FAULT) throw e
+      cpu.resetPrefixes()
+      return false
+    }
+    const block = this.blockFor(target)
+    if (block === undefined) return false
+    cpu.r32[ESP] = (esp + 4 + release) | 0
+    this.counters.callouts.set("ret", (this.counters.callouts.get("ret") ?? 0) + 1)
+    cpu.eip = block.tcStart | 0
+    cpu.invalidateFetch()
+    return true
+  }
+
   /** Every other trap: the virtual state takes the pCPU's, and the monitor acts on it. */
   private slowTrap(cpu: Cpu): ExitAction | undefined {
     const m = this.monitor
@@ -279,14 +309,17 @@ export class BtEngine implements ExecutionEngine {
     const inTc = cpu.cpl === 1 && m.translate
     if (inTc && kind === EventKind.Software && vector === CALLOUT_VECTOR) {
       const callout = m.tc.callout(cpu.eip >>> 0)
-      const guestEip =
-        callout?.kind === "emulate" ? callout.guestEip : callout?.kind === "jump" ? callout.target : callout?.guestEip
+      const guestEip = callout?.kind === "jump" ? callout.target : callout?.guestEip
       if (callout === undefined || guestEip === undefined) {
         this.leavePcpu(cpu)
         return End({ _tag: "Failed", message: `bt: unknown callout at TC 0x${(cpu.eip >>> 0).toString(16)}` })
       }
       this.leavePcpu(cpu, guestEip)
-      if (callout.kind !== "emulate") return this.emulate(cpu) // a target the translator could not fetch
+      // a jump target the translator could not fetch, or a RET whose stack or target needs the emulator
+      if (callout.kind !== "emulate") {
+        if (callout.kind === "ret") this.counters.callouts.set("ret", (this.counters.callouts.get("ret") ?? 0) + 1)
+        return this.emulate(cpu)
+      }
       const key = callout.mnemonic
       this.counters.callouts.set(key, (this.counters.callouts.get(key) ?? 0) + 1)
       return this.emulate(cpu)

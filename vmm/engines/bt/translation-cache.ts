@@ -49,6 +49,8 @@ export type Callout =
   | { readonly kind: "emulate"; readonly guestEip: number; readonly mnemonic: string }
   /** An exit of `block` to guest `target` through the rel32 at `patchSite` (chained when possible). */
   | { readonly kind: "jump"; readonly target: number; readonly patchSite: number; readonly block: Block }
+  /** A near RET at guestEip: pop the guest return address (and `release` bytes), look it up, go on there. */
+  | { readonly kind: "ret"; readonly guestEip: number; readonly release: number }
   /** The entry of an invalidated block: look guestEip up again. */
   | { readonly kind: "lookup"; readonly guestEip: number }
 

@@ -14,6 +14,7 @@
  *                    jmp rel32 -> exit(n)                (n: not taken)
  *   call T           push n                              (g)
  *                    jmp rel32 -> exit(T)                (T: the call done)
+ *   ret              int CALLOUT -> return lookup         (g)
  *   loop/jecxz T     loopcc +5                           (g)
  *                    jmp rel32 -> exit(n)                (n)
  *                    jmp rel32 -> exit(T)                (T)
@@ -123,6 +124,12 @@ export function translateBlock(tc: TranslationCache, eip: number, code: CodeRead
         jumpTo(n)
         tc.mark(block, insn.target)
         jumpTo(insn.target)
+        break
+      case "ret":
+        tc.mark(block, g)
+        tc.emit8(block, 0xcd)
+        tc.emit8(block, CALLOUT_VECTOR)
+        tc.addCallout(block.tcEnd, { kind: "ret", guestEip: g, release: insn.target })
         break
       case "emulate":
         tc.mark(block, g)

@@ -17,15 +17,11 @@
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
-import { type CostProfileName, decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
+import type { CostProfileName } from "../../hw/machine/config.ts"
 import { costProfiles } from "../../hw/machine/cost-profiles.ts"
-import { Machine } from "../../hw/machine/machine.ts"
-import { Kernel } from "../../kernel/boot.ts"
-import { Worlds } from "../../kernel/sched/runtime.ts"
-import { availableModes, defaultVmConfig, type ExecutionMode } from "../../vmm/config.ts"
-import { planMultibootLoad } from "../../vmm/loader/multiboot.ts"
-import { addStandardDevices } from "../../vmm/platform/standard.ts"
-import { createVm } from "../../vmm/vm.ts"
+import { availableModes, type ExecutionMode } from "../../vmm/config.ts"
+
+import { runBenchVm } from "./vm-run.ts"
 
 export const MINIOS_IMAGE = fileURLToPath(new URL("../../images/minios/minios.elf", import.meta.url))
 
@@ -77,45 +73,34 @@ const MAX_NS = 2_000_000_000
 /** One minios run on a one-pCPU host with `profile`, its VM in `mode`. */
 export const runMinios = (image: Uint8Array, mode: ExecutionMode, profile: CostProfileName): Effect.Effect<MiniosRow> =>
   Effect.gen(function* () {
-    const plan = planMultibootLoad(image, { ramBytes: MEMORY_MIB * 1024 * 1024, cmdline: "" })
-    if (plan._tag === "Failure") return yield* Effect.die(new Error(`bench minios: ${plan.failure.message}`))
-    const config = yield* decodeMachineConfig(
-      "bench minios host",
-      JSON.stringify({ ...defaultMachineConfig, pcpus: 1, ramMiB: 64, costProfile: profile, uart: { backend: "none" } })
-    ).pipe(Effect.orDie)
-    const machine = new Machine(config)
-    return yield* Effect.gen(function* () {
-      let serial = ""
-      const vm = yield* createVm(
-        { ...defaultVmConfig("minios", "minios.elf"), memoryMiB: MEMORY_MIB, mode },
-        { writes: plan.success.writes, registers: plan.success.registers },
-        { console: (byte) => (serial += String.fromCharCode(byte)) }
-      ).pipe(Effect.orDie)
-      addStandardDevices(vm)
-      const worlds = yield* Worlds
-      const start = performance.now()
-      for (let t = 0; t < MAX_NS && vm.ended === undefined; t += 10_000_000) yield* worlds.runFor(10_000_000)
-      const wallMs = performance.now() - start
-      const counts = parseMiniosSummary(serial)
-      if (vm.ended?._tag !== "DebugExit" || vm.ended.code !== 0 || counts === undefined) {
-        const how = vm.ended === undefined ? "still running" : JSON.stringify(vm.ended)
-        return yield* Effect.die(new Error(`bench minios (${mode}, ${profile}): the guest failed (${how}):\n${serial}`))
-      }
-      const seconds = vm.now / 1e9
-      return {
-        mode,
-        profile,
-        ...counts,
-        simulatedNs: vm.now,
-        syscallsPerSecond: counts.syscalls / seconds,
-        pageFaultsPerSecond: counts.pageFaults / seconds,
-        processesPerSecond: counts.processes / seconds,
-        instructions: vm.instructions,
-        exits: Object.fromEntries(Object.entries(vm.counters).filter(([, n]) => n > 0)),
-        wallMs
-      }
-    }).pipe(Effect.provide(Kernel.boot(machine)), Effect.scoped)
-  }).pipe(Effect.orDie)
+    const run = yield* runBenchVm(image, {
+      name: "minios",
+      profile,
+      memoryMiB: MEMORY_MIB,
+      vm: { mode },
+      maxNs: MAX_NS
+    })
+    const counts = parseMiniosSummary(run.serial)
+    if (run.ended?._tag !== "DebugExit" || run.ended.code !== 0 || counts === undefined) {
+      const how = run.ended === undefined ? "still running" : JSON.stringify(run.ended)
+      return yield* Effect.die(
+        new Error(`bench minios (${mode}, ${profile}): the guest failed (${how}):\n${run.serial}`)
+      )
+    }
+    const seconds = run.simulatedNs / 1e9
+    return {
+      mode,
+      profile,
+      ...counts,
+      simulatedNs: run.simulatedNs,
+      syscallsPerSecond: counts.syscalls / seconds,
+      pageFaultsPerSecond: counts.pageFaults / seconds,
+      processesPerSecond: counts.processes / seconds,
+      instructions: run.instructions,
+      exits: run.exits,
+      wallMs: run.wallMs
+    }
+  })
 
 /** Effect-returning: minios under every (mode, cost profile) pair. */
 export const benchMinios = (options: MiniosOptions = {}): Effect.Effect<MiniosReport> =>

@@ -27,17 +27,12 @@
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
-import { type CostProfileName, decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
+import type { CostProfileName } from "../../hw/machine/config.ts"
 import { costProfiles } from "../../hw/machine/cost-profiles.ts"
-import { Machine } from "../../hw/machine/machine.ts"
-import { Kernel } from "../../kernel/boot.ts"
-import { Worlds } from "../../kernel/sched/runtime.ts"
-import { defaultVmConfig, type ExecutionMode } from "../../vmm/config.ts"
-import { planMultibootLoad } from "../../vmm/loader/multiboot.ts"
-import { addStandardDevices } from "../../vmm/platform/standard.ts"
-import { createVm } from "../../vmm/vm.ts"
+import type { ExecutionMode } from "../../vmm/config.ts"
 import { benchMinios, formatMinios, type MiniosReport } from "./minios.ts"
 import { runNative } from "./native.ts"
+import { runBenchVm } from "./vm-run.ts"
 
 export const NANOBENCH_IMAGE = fileURLToPath(new URL("../../images/nanobench/nanobench.elf", import.meta.url))
 
@@ -109,32 +104,21 @@ const runInVm = (
   profile: CostProfileName
 ): Effect.Effect<ModesRow> =>
   Effect.gen(function* () {
-    const plan = planMultibootLoad(image, { ramBytes: MEMORY_MIB * 1024 * 1024, cmdline: "" })
-    if (plan._tag === "Failure") return yield* Effect.die(new Error(`bench modes: ${plan.failure.message}`))
-    const config = yield* decodeMachineConfig(
-      "bench modes host",
-      JSON.stringify({ ...defaultMachineConfig, pcpus: 1, ramMiB: 64, costProfile: profile, uart: { backend: "none" } })
-    ).pipe(Effect.orDie)
-    const machine = new Machine(config)
-    return yield* Effect.gen(function* () {
-      let serial = ""
-      const vm = yield* createVm(
-        { ...defaultVmConfig("nanobench", "nanobench.elf"), memoryMiB: MEMORY_MIB, ...vmMode(mode) },
-        { writes: plan.success.writes, registers: plan.success.registers },
-        { console: (byte) => (serial += String.fromCharCode(byte)) }
-      ).pipe(Effect.orDie)
-      addStandardDevices(vm)
-      const worlds = yield* Worlds
-      const start = performance.now()
-      for (let t = 0; t < MAX_NS && vm.ended === undefined; t += 10_000_000) yield* worlds.runFor(10_000_000)
-      const wallMs = performance.now() - start
-      if (vm.ended?._tag !== "DebugExit" || vm.ended.code !== 0 || !serial.includes("nanobench: done")) {
-        const how = vm.ended === undefined ? "still running" : JSON.stringify(vm.ended)
-        return yield* Effect.die(new Error(`bench modes (${mode}, ${profile}): the guest failed (${how}):\n${serial}`))
-      }
-      return { mode, profile, ticks: parseNanobench(serial), simulatedNs: vm.now, wallMs }
-    }).pipe(Effect.provide(Kernel.boot(machine)), Effect.scoped)
-  }).pipe(Effect.orDie)
+    const run = yield* runBenchVm(image, {
+      name: "nanobench",
+      profile,
+      memoryMiB: MEMORY_MIB,
+      vm: vmMode(mode),
+      maxNs: MAX_NS
+    })
+    if (run.ended?._tag !== "DebugExit" || run.ended.code !== 0 || !run.serial.includes("nanobench: done")) {
+      const how = run.ended === undefined ? "still running" : JSON.stringify(run.ended)
+      return yield* Effect.die(
+        new Error(`bench modes (${mode}, ${profile}): the guest failed (${how}):\n${run.serial}`)
+      )
+    }
+    return { mode, profile, ticks: parseNanobench(run.serial), simulatedNs: run.simulatedNs, wallMs: run.wallMs }
+  })
 
 /** One nanobench run with no hypervisor (scripts/bench/native.ts). */
 const runNativeRow = (image: Uint8Array, profile: CostProfileName): Effect.Effect<ModesRow> =>

@@ -48,13 +48,13 @@ export { Access }
 export const TLB_LIST_SIZE = 8192
 
 // Page-table entry bits (SDM table 4-5, 4-6).
-const PTE_P = 1 << 0
-const PTE_RW = 1 << 1
-const PTE_US = 1 << 2
-const PTE_A = 1 << 5
-const PTE_D = 1 << 6
-const PTE_PS = 1 << 7
-const PTE_G = 1 << 8
+export const PTE_P = 1 << 0
+export const PTE_RW = 1 << 1
+export const PTE_US = 1 << 2
+export const PTE_A = 1 << 5
+export const PTE_D = 1 << 6
+export const PTE_PS = 1 << 7
+export const PTE_G = 1 << 8
 
 /** Page-fault error code bits (SDM 4.7). */
 export const PFEC_P = 1

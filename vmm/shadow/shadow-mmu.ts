@@ -69,20 +69,12 @@
  *
  * Pure and synchronous.
  */
+
+// entry bits (SDM 3A tables 4-5, 4-6) and #PF error-code bits (SDM 3A 4.7): the interpreter's, one definition
+import { PFEC_P, PFEC_U, PFEC_W, PTE_A, PTE_D, PTE_P, PTE_PS, PTE_RW, PTE_US } from "../../hw/cpu/paging.ts"
 import type { AllocationError } from "../../kernel/memory/errors.ts"
 
-// Entry bits (SDM 3A tables 4-5, 4-6)
-export const PTE_P = 1 << 0
-export const PTE_RW = 1 << 1
-export const PTE_US = 1 << 2
-export const PTE_A = 1 << 5
-export const PTE_D = 1 << 6
-export const PTE_PS = 1 << 7
-
-/** Page-fault error code bits (SDM 3A 4.7). */
-export const PFEC_P = 1
-export const PFEC_W = 2
-export const PFEC_U = 4
+export { PFEC_P, PFEC_U, PFEC_W, PTE_A, PTE_D, PTE_P, PTE_PS, PTE_RW, PTE_US }
 
 const FRAME = 4096
 const ADDR = 0xfffff000

@@ -295,10 +295,14 @@ export class BtEngine implements ExecutionEngine {
     const block = this.blockFor(target)
     if (block === undefined) return false
     cpu.r32[ESP] = (esp + 4 + release) | 0
-    this.counters.callouts.set("ret", (this.counters.callouts.get("ret") ?? 0) + 1)
+    this.countCallout("ret")
     cpu.eip = block.tcStart | 0
     cpu.invalidateFetch()
     return true
+  }
+
+  private countCallout(kind: string): void {
+    this.counters.callouts.set(kind, (this.counters.callouts.get(kind) ?? 0) + 1)
   }
 
   /** Every other trap: the virtual state takes the pCPU's, and the monitor acts on it. */
@@ -317,11 +321,10 @@ export class BtEngine implements ExecutionEngine {
       this.leavePcpu(cpu, guestEip)
       // a jump target the translator could not fetch, or a RET whose stack or target needs the emulator
       if (callout.kind !== "emulate") {
-        if (callout.kind === "ret") this.counters.callouts.set("ret", (this.counters.callouts.get("ret") ?? 0) + 1)
+        if (callout.kind === "ret") this.countCallout("ret")
         return this.emulate(cpu)
       }
-      const key = callout.mnemonic
-      this.counters.callouts.set(key, (this.counters.callouts.get(key) ?? 0) + 1)
+      this.countCallout(callout.mnemonic)
       return this.emulate(cpu)
     }
     // the guest EIP of the instruction that trapped (INT n reports the next one: its start is startEip)

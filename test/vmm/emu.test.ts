@@ -16,26 +16,17 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
-import { Machine } from "../../hw/machine/machine.ts"
 import { Kernel } from "../../kernel/boot.ts"
 import { Worlds } from "../../kernel/sched/runtime.ts"
 import { defaultVmConfig, type ExecutionMode, type VmConfig } from "../../vmm/config.ts"
-import { flat32Payload, realModePayload } from "../../vmm/loader/raw-payload.ts"
 import { type BootPayload, createVm, type VirtualMachine, type VmIo } from "../../vmm/vm.ts"
-import { assemble } from "../hw/cpu/harness.ts"
-
-const machine = () =>
-  new Machine(Effect.runSync(decodeMachineConfig("test", JSON.stringify({ ...defaultMachineConfig, ramMiB: 64 }))))
+import { flat32, REAL_MODE_PRINT_AND_INT, realMode, STI_SHADOW_GUEST, testMachine } from "./in-process.ts"
 
 const config = (name: string, vcpus = 1, mode: ExecutionMode = "emu"): VmConfig => ({
   ...defaultVmConfig(name, "inline"),
   vcpus,
   mode
 })
-
-const realMode = (source: string): BootPayload => realModePayload(assemble(`bits 16\norg 0x7c00\n${source}`).bytes)
-const flat32 = (source: string): BootPayload => flat32Payload(assemble(`bits 32\norg 0x100000\n${source}`).bytes)
 
 /** Port 0xF4 ends the VM with the value written; port 0xF0 records 32-bit values (`values`). */
 const testPorts =
@@ -72,32 +63,7 @@ const noExits = (vm: VirtualMachine) => Object.values(vm.counters).reduce((sum, 
 describe("emu: every instruction on the VM's own software CPU", () => {
   it.effect("a real-mode guest: COM1, INT n through its own IVT, debug exit; no VM exit", () =>
     Effect.gen(function* () {
-      const { vm, out } = yield* run(
-        config("real"),
-        realMode(`
-  xor ax, ax
-  mov ds, ax
-  mov word [0x77 * 4], handler
-  mov word [0x77 * 4 + 2], 0
-  mov si, msg
-  mov dx, 0x3f8
-print:
-  lodsb
-  or al, al
-  jz done
-  out dx, al
-  jmp print
-done:
-  int 0x77
-  hlt
-handler:
-  xor al, al
-  out 0xf4, al
-  hlt
-msg: db "real mode, emulated", 0
-`),
-        50_000_000
-      )
+      const { vm, out } = yield* run(config("real"), realMode(REAL_MODE_PRINT_AND_INT), 50_000_000)
       expect(out()).toBe("real mode, emulated")
       expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
       expect(noExits(vm), "no VM exit: nothing runs in VMX").toBe(0)
@@ -105,71 +71,18 @@ msg: db "real mode, emulated", 0
       expect(stats.emulated_instructions).toBe(vm.instructions)
       expect(stats.device_accesses, "19 OUTs to COM1 and the debug exit").toBe(20)
       expect(vm.shadow, "no shadow page tables").toBeUndefined()
-    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 
   it.effect("an interrupt pending at STI arrives right after the one instruction in its shadow", () =>
     // IRQ 0 pending while IF = 0 (the loop asks for the interrupt window); the handler prints "ok" when the
     // interrupted IP is the instruction after STI's shadow (CPUID)
     Effect.gen(function* () {
-      const { vm, out } = yield* run(
-        config("sti-shadow"),
-        realMode(`
-  cli
-  xor ax, ax
-  mov ds, ax
-  mov ss, ax
-  mov sp, 0x7000
-  mov word [0x20 * 4], handler
-  mov word [0x20 * 4 + 2], 0
-  mov al, 0x11
-  out 0x20, al
-  mov al, 0x20
-  out 0x21, al
-  mov al, 0x04
-  out 0x21, al
-  mov al, 0x01
-  out 0x21, al
-  mov al, 0xfe
-  out 0x21, al
-  mov al, 0x34
-  out 0x43, al
-  mov al, 0x10
-  out 0x40, al
-  xor al, al
-  out 0x40, al
-  mov cx, 0x400
-spin:
-  loop spin
-  sti
-  cpuid
-after_cpuid:
-  inc cx
-  jmp after_cpuid
-handler:
-  mov bp, sp
-  mov dx, 0x3f8
-  cmp word [bp], after_cpuid
-  jne late
-  mov al, 'o'
-  out dx, al
-  mov al, 'k'
-  out dx, al
-  jmp done
-late:
-  mov al, 'l'
-  out dx, al
-done:
-  xor al, al
-  out 0xf4, al
-  hlt
-`),
-        50_000_000
-      )
+      const { vm, out } = yield* run(config("sti-shadow"), realMode(STI_SHADOW_GUEST), 50_000_000)
       expect(out()).toBe("ok")
       expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
       expect(vm.engineStats().injected_events).toBe(1)
-    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 
   it.effect("HLT sleeps until the PIT's interrupt wakes it (protected mode, its own IDT, ten ticks)", () =>
@@ -242,7 +155,7 @@ idtr:
       // few hundred instructions
       expect(vm.now).toBeGreaterThan(8_500_000)
       expect(vm.instructions).toBeLessThan(1_000)
-    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 
   it.effect("a triple fault (an event with no IVT to go through) ends the VM", () =>
@@ -266,7 +179,7 @@ empty:
       )
       expect(out()).toBe("!")
       expect(vm.ended).toEqual({ _tag: "TripleFault" })
-    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 
   it.effect("SMP: the APs start in real mode from INIT/SIPI on their own software CPUs (3 vCPUs, 2 pCPUs)", () =>
@@ -318,7 +231,7 @@ tramp_end:
       // CPUID's initial APIC ID is the vCPU's index on each software CPU
       expect(Array.from(vm.guest.read(0x9011, 2)!)).toEqual([1, 2])
       expect(vm.guest.read(0x9004, 1)![0]).toBe(0)
-    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 
   it.effect("reset reloads the image and restarts the boot vCPU on fresh state", () =>
@@ -344,7 +257,7 @@ finish:
       expect(out()).toBe("123")
       expect(vm.resets).toBe(2)
       expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
-    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 
   it.effect("the emulation cost: the same instructions take longer in the guest's time than under hw", () =>
@@ -363,7 +276,7 @@ spin:
   out 0xf4, al
   hlt
 `)
-      const m = machine()
+      const m = testMachine()
       const measure = (mode: ExecutionMode) =>
         run(config(`cost-${mode}`, 1, mode), program, 50_000_000).pipe(
           Effect.map(({ vm, values }) => ({ vm, tsc: values[0]!, instructions: vm.instructions })),

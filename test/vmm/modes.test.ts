@@ -33,16 +33,13 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
-import { Machine } from "../../hw/machine/machine.ts"
 import { Kernel } from "../../kernel/boot.ts"
 import { Worlds } from "../../kernel/sched/runtime.ts"
 import { decodeVmConfig, defaultVmConfig, type VmConfig } from "../../vmm/config.ts"
-import { flat32Payload, realModePayload } from "../../vmm/loader/raw-payload.ts"
 import { type BootPayload, createVm, type VirtualMachine, type VmIo } from "../../vmm/vm.ts"
-import { assemble } from "../hw/cpu/harness.ts"
 import { timingLines } from "../images/timing.ts"
 import { root } from "../scripts/cli.ts"
+import { flat32, REAL_MODE_PRINT_AND_INT, realMode, STI_SHADOW_GUEST, testMachine } from "./in-process.ts"
 
 // ---------------------------------------------------------------------------
 // every image under every built mode, through the CLI
@@ -275,13 +272,7 @@ describe("the hostile guest without EPT, in bt and in emu: only it is affected (
 // ---------------------------------------------------------------------------
 // in-process VMs (as vm.test.ts), EPT off
 
-const machine = () =>
-  new Machine(Effect.runSync(decodeMachineConfig("test", JSON.stringify({ ...defaultMachineConfig, ramMiB: 64 }))))
-
 const noEpt = (name: string, vcpus = 1): VmConfig => ({ ...defaultVmConfig(name, "inline"), vcpus, ept: false })
-
-const realMode = (source: string): BootPayload => realModePayload(assemble(`bits 16\norg 0x7c00\n${source}`).bytes)
-const flat32 = (source: string): BootPayload => flat32Payload(assemble(`bits 32\norg 0x100000\n${source}`).bytes)
 
 const debugExit = (vm: VirtualMachine) =>
   [
@@ -308,39 +299,14 @@ const run = (config: VmConfig, payload: BootPayload, ns: number, ports: VmIo["po
 describe("VMs without EPT (in-process)", () => {
   it.effect("a real-mode guest runs in the emulator (no unrestricted guest); INT n goes through its own IVT", () =>
     Effect.gen(function* () {
-      const { vm, out } = yield* run(
-        noEpt("real"),
-        realMode(`
-  xor ax, ax
-  mov ds, ax
-  mov word [0x77 * 4], handler
-  mov word [0x77 * 4 + 2], 0
-  mov si, msg
-  mov dx, 0x3f8
-print:
-  lodsb
-  or al, al
-  jz done
-  out dx, al
-  jmp print
-done:
-  int 0x77
-  hlt
-handler:
-  xor al, al
-  out 0xf4, al
-  hlt
-msg: db "real mode, emulated", 0
-`),
-        50_000_000
-      )
+      const { vm, out } = yield* run(noEpt("real"), realMode(REAL_MODE_PRINT_AND_INT), 50_000_000)
       expect(out()).toBe("real mode, emulated")
       expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
       const stats = vm.engineStats()
       expect(stats.realmode_emulated_instructions).toBe(vm.instructions)
       expect(stats.shadow_cr3_switches, "no VM entry ever happened").toBe(0)
       expect(vm.counters.exit_io_out, "the OUTs ran in the emulator, not as exits").toBe(0)
-    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 
   it.effect(
@@ -348,63 +314,10 @@ msg: db "real mode, emulated", 0
     () =>
       // as vm.test.ts: IRQ 0 pending while IF = 0; the handler prints "ok" when the interrupted IP is after CPUID
       Effect.gen(function* () {
-        const { vm, out } = yield* run(
-          noEpt("sti-shadow"),
-          realMode(`
-  cli
-  xor ax, ax
-  mov ds, ax
-  mov ss, ax
-  mov sp, 0x7000
-  mov word [0x20 * 4], handler
-  mov word [0x20 * 4 + 2], 0
-  mov al, 0x11
-  out 0x20, al
-  mov al, 0x20
-  out 0x21, al
-  mov al, 0x04
-  out 0x21, al
-  mov al, 0x01
-  out 0x21, al
-  mov al, 0xfe
-  out 0x21, al
-  mov al, 0x34
-  out 0x43, al
-  mov al, 0x10
-  out 0x40, al
-  xor al, al
-  out 0x40, al
-  mov cx, 0x400
-spin:
-  loop spin
-  sti
-  cpuid
-after_cpuid:
-  inc cx
-  jmp after_cpuid
-handler:
-  mov bp, sp
-  mov dx, 0x3f8
-  cmp word [bp], after_cpuid
-  jne late
-  mov al, 'o'
-  out dx, al
-  mov al, 'k'
-  out dx, al
-  jmp done
-late:
-  mov al, 'l'
-  out dx, al
-done:
-  xor al, al
-  out 0xf4, al
-  hlt
-`),
-          50_000_000
-        )
+        const { vm, out } = yield* run(noEpt("sti-shadow"), realMode(STI_SHADOW_GUEST), 50_000_000)
         expect(out()).toBe("ok")
         expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
-      }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+      }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 
   it.effect(
@@ -448,7 +361,7 @@ tramp_end:
         expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
         expect(vm.vcpus.every((v) => v.instructions > 0)).toBe(true)
         expect(vm.engineStats().realmode_emulated_instructions).toBeGreaterThanOrEqual(2 * 3)
-      }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+      }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 
   it.effect("SMP with paging: every vCPU turns paging on over one page directory; they share the VM's shadows", () =>
@@ -568,7 +481,7 @@ tramp_end:
         100_000_000
       )
       expect(withEpt.out()).toBe(out())
-    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 
   it.effect("reset reloads the image and restarts the boot vCPU; the shadows start afresh", () =>
@@ -595,7 +508,7 @@ finish:
       expect(out()).toBe("123")
       expect(vm.resets).toBe(2)
       expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
-    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 
   it.effect("with EPT (the default) the VM has no shadow and no engine counters", () =>
@@ -604,7 +517,7 @@ finish:
       expect(vm.shadow).toBeUndefined()
       expect(vm.engineStats()).toEqual({})
       expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
-    }).pipe(Effect.provide(Kernel.boot(machine())), Effect.scoped)
+    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 })
 

@@ -15,24 +15,12 @@ import { Kernel } from "../../../kernel/boot.ts"
 import { Worlds } from "../../../kernel/sched/runtime.ts"
 import { defaultVmConfig, type ExecutionMode } from "../../../vmm/config.ts"
 import { flat32Payload } from "../../../vmm/loader/raw-payload.ts"
-import { createVm, type VirtualMachine } from "../../../vmm/vm.ts"
+import { createVm } from "../../../vmm/vm.ts"
 import { assemble } from "../../hw/cpu/harness.ts"
+import { debugExit } from "./harness.ts"
 
 const machine = () =>
   new Machine(Effect.runSync(decodeMachineConfig("test", JSON.stringify({ ...defaultMachineConfig, ramMiB: 64 }))))
-
-const debugExit = (vm: VirtualMachine) =>
-  [
-    [
-      0xf4,
-      4,
-      {
-        name: "debug-exit",
-        read: () => 0xffffffff,
-        write: (_o: number, _s: number, v: number) => vm.end({ _tag: "DebugExit", code: v })
-      }
-    ]
-  ] as const
 
 /** Run flat 32-bit code (org 0x100000) in `mode`; the guest's registers and engine counters at the end. */
 const runFlat = (mode: ExecutionMode, source: string, tcBytes?: number) =>

@@ -52,7 +52,8 @@ const machine = () =>
 
 const configFor = (name: string, mode: Mode): VmConfig => ({ ...defaultVmConfig(name, "inline"), mode })
 
-const debugExit = (vm: VirtualMachine) =>
+/** Port 0xF4: a write ends the VM with that debug-exit code. */
+export const debugExit = (vm: VirtualMachine) =>
   [
     [
       0xf4,

@@ -1,0 +1,103 @@
+/**
+ * Small in-process guests shared by the per-mode VM tests
+ * (test/vmm/modes.test.ts for `hw --ept off`, test/vmm/emu.test.ts): the
+ * same program must behave the same whichever engine runs it.
+ */
+import { Effect } from "effect"
+import { decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
+import { Machine } from "../../hw/machine/machine.ts"
+import { flat32Payload, realModePayload } from "../../vmm/loader/raw-payload.ts"
+import type { BootPayload } from "../../vmm/vm.ts"
+import { assemble } from "../hw/cpu/harness.ts"
+
+/** A 64 MiB host with the default machine configuration. */
+export const testMachine = () =>
+  new Machine(Effect.runSync(decodeMachineConfig("test", JSON.stringify({ ...defaultMachineConfig, ramMiB: 64 }))))
+
+export const realMode = (source: string): BootPayload =>
+  realModePayload(assemble(`bits 16\norg 0x7c00\n${source}`).bytes)
+export const flat32 = (source: string): BootPayload => flat32Payload(assemble(`bits 32\norg 0x100000\n${source}`).bytes)
+
+/**
+ * Real mode: prints "real mode, emulated" on COM1, then INT 0x77 through its
+ * own IVT, whose handler writes 0 to the debug-exit port.
+ */
+export const REAL_MODE_PRINT_AND_INT = `
+  xor ax, ax
+  mov ds, ax
+  mov word [0x77 * 4], handler
+  mov word [0x77 * 4 + 2], 0
+  mov si, msg
+  mov dx, 0x3f8
+print:
+  lodsb
+  or al, al
+  jz done
+  out dx, al
+  jmp print
+done:
+  int 0x77
+  hlt
+handler:
+  xor al, al
+  out 0xf4, al
+  hlt
+msg: db "real mode, emulated", 0
+`
+
+/**
+ * Real mode: IRQ 0 (PIT through the remapped PIC) becomes pending while
+ * IF = 0; then STI; CPUID. The handler prints "ok" when the interrupted IP is
+ * right after CPUID (the one instruction in STI's shadow ran first), "l"
+ * otherwise, and writes 0 to the debug-exit port.
+ */
+export const STI_SHADOW_GUEST = `
+  cli
+  xor ax, ax
+  mov ds, ax
+  mov ss, ax
+  mov sp, 0x7000
+  mov word [0x20 * 4], handler
+  mov word [0x20 * 4 + 2], 0
+  mov al, 0x11
+  out 0x20, al
+  mov al, 0x20
+  out 0x21, al
+  mov al, 0x04
+  out 0x21, al
+  mov al, 0x01
+  out 0x21, al
+  mov al, 0xfe
+  out 0x21, al
+  mov al, 0x34
+  out 0x43, al
+  mov al, 0x10
+  out 0x40, al
+  xor al, al
+  out 0x40, al
+  mov cx, 0x400
+spin:
+  loop spin
+  sti
+  cpuid
+after_cpuid:
+  inc cx
+  jmp after_cpuid
+handler:
+  mov bp, sp
+  mov dx, 0x3f8
+  cmp word [bp], after_cpuid
+  jne late
+  mov al, 'o'
+  out dx, al
+  mov al, 'k'
+  out dx, al
+  jmp done
+late:
+  mov al, 'l'
+  out dx, al
+done:
+  xor al, al
+  out 0xf4, al
+  hlt
+`

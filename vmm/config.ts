@@ -9,8 +9,8 @@
  *
  * Unknown keys are errors (a misspelt "memoryMB" must not silently mean the
  * default). Every mode is part of the schema (the vCPU loop takes a
- * pluggable execution engine); those not in `availableModes` (pv) are
- * refused until their engines exist.
+ * pluggable execution engine); a mode not in `availableModes` would be
+ * refused until its engine exists (today every mode is built).
  */
 import { Effect, Schema } from "effect"
 
@@ -26,7 +26,7 @@ export const ExecutionMode = Schema.Literals(["hw", "bt", "pv", "emu", "trap"])
 export type ExecutionMode = typeof ExecutionMode.Type
 
 /** Modes whose execution engine is built. */
-export const availableModes: ReadonlyArray<ExecutionMode> = ["hw", "bt", "emu", "trap"]
+export const availableModes: ReadonlyArray<ExecutionMode> = ["hw", "bt", "pv", "emu", "trap"]
 
 export const Shares = Schema.Union([Schema.Literals(["high", "normal", "low"]), Int(1, 1_000_000)])
 

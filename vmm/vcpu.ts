@@ -177,8 +177,9 @@ export class Vcpu {
       if (host.ended()) return { used: elapsed(), next: "exited" }
       if (host.paused()) return { used: elapsed(), next: "halted" }
       const now = host.advanceClock(start + elapsed())
-      const deadline = host.platform.tick(now)
-      const injecting = !this.waitingForSipi && this.prepareInjection()
+      const engine = this.engine
+      const deadline = Math.min(host.platform.tick(now), engine.tick?.(now) ?? Number.POSITIVE_INFINITY)
+      const injecting = !this.waitingForSipi && (this.prepareInjection() || engine.eventPending?.() === true)
       if (this.halted && !injecting) {
         if (Number.isFinite(deadline)) host.wakeAt(this.index, deadline)
         return { used: elapsed(), next: "halted" }

@@ -19,6 +19,9 @@
  *   emu           its own engine too (vmm/engines/emu.ts): every instruction
  *                 on a software CPU per vCPU over the VM's guest-physical
  *                 space; no EPT, no shadow, the VMCS only a state record
+ *   pv            a paravirtualized kernel (vmm/engines/pv): the
+ *                 hypervisor's region, shadow page tables under its
+ *                 auto-translated tables, event channels and console ring
  *
  * States: created -> running -> paused -> running -> stopped (pause removes
  * nothing: its worlds are simply held halted); reset is the guest's (PS/2 or
@@ -48,8 +51,12 @@ import { InstructionEmulator } from "./emulator.ts"
 import { BtEngine } from "./engines/bt/engine.ts"
 import { BtMonitor, type BtOptions } from "./engines/bt/monitor.ts"
 import { EmuEngine, type EmuVm } from "./engines/emu.ts"
+import { PvDomain } from "./engines/pv/domain.ts"
+import { PvEngine } from "./engines/pv/engine.ts"
+import { MONITOR_PDE_INDEX, PvRegion } from "./engines/pv/region.ts"
 import { type ExitCounters, newExitCounters, type VmEnd } from "./exits/types.ts"
 import { GuestMemoryError, GuestPhysical } from "./guest-memory.ts"
+import type { PvBootInfo } from "./loader/xen-pv.ts"
 import { PcPlatform } from "./platform/pc.ts"
 import { CR0_HOST_OWNED, CR4_HOST_OWNED, VmShadowPaging } from "./shadow/vmx-shadow-paging.ts"
 import { Vcpu } from "./vcpu.ts"
@@ -58,6 +65,8 @@ import { Vcpu } from "./vcpu.ts"
 export interface BootPayload {
   readonly writes: ReadonlyArray<{ readonly address: number; readonly bytes: Uint8Array }>
   readonly registers: CpuState
+  /** A paravirtualized kernel's domain (vmm/loader/xen-pv.ts): `pv` mode needs it, other modes refuse it. */
+  readonly pv?: PvBootInfo
 }
 
 export type VmState = "created" | "running" | "paused" | "stopped"
@@ -206,6 +215,7 @@ export class VirtualMachine {
     for (const lapic of this.platform.lapics) lapic.reset()
     for (const write of this.payload.writes) this.guest.write(write.address, write.bytes)
     this.shadow?.flush()
+    for (const vcpu of this.vcpus) vcpu.engine.reset?.()
     this.vcpus.forEach((vcpu, i) => {
       if (i === 0) vcpu.boot(this.payload!.registers)
       else vcpu.init()
@@ -248,6 +258,16 @@ export const createVm = (
   io: VmIo
 ): Effect.Effect<VirtualMachine, VmError, Scope.Scope | KernelHost | MachineMemory | Worlds> =>
   Effect.gen(function* () {
+    // pv: a paravirtualized kernel on the hypervisor's region and shadow page tables (no EPT either)
+    const pv = config.mode === "pv"
+    if (pv !== (payload.pv !== undefined))
+      return yield* Effect.fail(
+        new VmError(
+          pv
+            ? `VM ${config.name}: mode "pv" runs paravirtualized (Xen) kernels only, and this image is not one`
+            : `VM ${config.name}: the image is a paravirtualized (Xen) kernel: it runs in mode "pv" only`
+        )
+      )
     const host = yield* KernelHost
     const memory = yield* MachineMemory
     const worlds = yield* Worlds
@@ -270,7 +290,7 @@ export const createVm = (
     const bt = config.mode === "bt" || config.mode === "trap"
     // emu: the guest runs on the VM's own software CPUs, over guest-physical memory (no EPT, no shadow)
     const emu = config.mode === "emu"
-    const ept = !bt && !emu && (config.mode !== "hw" || config.ept !== false)
+    const ept = !bt && !emu && !pv && (config.mode !== "hw" || config.ept !== false)
     const guest = new GuestPhysical(memory.managerUnsafe, config.name, ramBytes, { ept })
     for (const write of payload.writes) {
       let placed: boolean | GuestMemoryError
@@ -300,7 +320,7 @@ export const createVm = (
         )
       : 0
     let shadow: VmShadowPaging | undefined
-    if (!ept && !bt && !emu) {
+    if (!ept && !bt && !emu && !pv) {
       const frames = memory.managerUnsafe.shadowFrames(config.name)
       if (!("allocateTable" in frames)) {
         yield* memory.release(config.name).pipe(Effect.ignore)
@@ -357,6 +377,22 @@ export const createVm = (
       monitor = made
       machineVm.shadow = made.paging
     }
+    let domain: PvDomain | undefined
+    if (pv) {
+      const frames = memory.managerUnsafe.shadowFrames(config.name)
+      const region = "allocateTable" in frames ? PvRegion.create(frames, config.vcpus) : frames
+      if (!(region instanceof PvRegion) || !("allocateTable" in frames)) {
+        yield* worlds.removeVm(sched)
+        yield* memory.release(config.name).pipe(Effect.ignore)
+        const reason = region instanceof PvRegion ? "no frames" : region.message
+        return yield* Effect.fail(new VmError(`VM ${config.name}: pv region: ${reason}`))
+      }
+      const paging = new VmShadowPaging(guest, frames, { monitorPde: { index: MONITOR_PDE_INDEX, entry: region.pde } })
+      domain = new PvDomain(guest, payload.pv!, paging, region, config.vcpus, io.console)
+      domain.writeTimeInfo(machine.profile.clockHz)
+      machineVm.shadow = paging
+    }
+    const pvCosts = { hypercall: machine.profile.hypercall, nsOf: (cycles: number) => machine.nsOf(cycles) }
 
     for (let i = 0; i < config.vcpus; i++) {
       const vmcs = newVmcs()
@@ -379,7 +415,8 @@ export const createVm = (
         observeExit: (index, exited) => machineVm.onExit?.(index, exited),
         ...(shadow === undefined ? {} : { shadow }),
         ...(monitor === undefined ? {} : { engine: (context, hooks) => new BtEngine(monitor, context, hooks) }),
-        ...(emuVm === undefined ? {} : { engine: (context, hooks) => new EmuEngine(context, hooks, emuVm) })
+        ...(emuVm === undefined ? {} : { engine: (context, hooks) => new EmuEngine(context, hooks, emuVm) }),
+        ...(domain === undefined ? {} : { engine: (context, hooks) => new PvEngine(domain, context, hooks, pvCosts) })
       })
       if (i > 0) vcpu.init() // application processors wait for INIT/SIPI
       machineVm.vcpus.push(vcpu)

@@ -238,6 +238,12 @@ export class Cpu {
    */
   hostTraps = false
   /**
+   * With hostTraps: the one software-interrupt vector (INT n) that still goes through this CPU's own IDT
+   * instead of returning to the monitor (-1: none). The `pv` engine's direct system-call gate: INT 0x80
+   * from ring 3 straight to the guest kernel's ring-1 handler, as Xen's fast trap (vmm/engines/pv).
+   */
+  directSoftwareVector = -1
+  /**
    * A CPU whose physical address space is not machine memory (the `emu` engine's per-vCPU CPU, vmm/engines/
    * emu.ts, whose "physical" memory is a VM's guest-physical space): the machine page backing physical page
    * `page`, indexed in `ram` as usual, or -1 when the page is not RAM (its accesses go to `mem.read` /

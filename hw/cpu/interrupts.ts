@@ -338,7 +338,7 @@ function nonRootEventExit(c: Cpu): boolean {
 /** Deliver vector `vector` with error code `error` (-1: none). */
 export function deliver(c: Cpu, vector: number, error: number, kind: number): void {
   c.halted = false
-  if (c.hostTraps && c.vmcs === null) {
+  if (c.hostTraps && c.vmcs === null && (kind !== EventKind.Software || vector !== c.directSoftwareVector)) {
     // the hypervisor-owned IDT: every event goes back to the monitor (cpu.ts hostTraps)
     if (vector === PF) c.cr2 = c.faultAddress
     c.trapVector = vector

@@ -31,6 +31,10 @@
  *   "QEMU, a Fast and Portable Dynamic Translator"): a model value of
  *   ~10-20 host instructions per typical integer guest instruction, i.e.
  *   ~10 cycles at 1.5 IPC on a modern part, ~15 at 1 IPC on a 2006 one.
+ * - Hypercalls (`pv` mode, vmm/engines/pv): the trap into the hypervisor
+ *   and its return are two event deliveries; `hypercall` is the handler's
+ *   own work, a model value for a dispatcher and argument checks of
+ *   ~100-150 instructions (not a published measurement).
  * - Page walks: a 2-level 32-bit walk is 2 memory references; a 2-D walk
  *   through a 4-level EPT is up to (2+1)*(4+1)-1 = 14 references for 32-bit
  *   guest paging (Bhargava et al., ASPLOS 2008, "Accelerating Two-Dimensional
@@ -56,6 +60,12 @@ export interface CostProfile {
   readonly vmExit: number
   /** Extra cycles per guest instruction run by pure emulation (`emu` mode): the emulator's own work. */
   readonly emulatedInstruction: number
+  /**
+   * The hypervisor's own work for one hypercall of a paravirtualized guest (`pv` mode), on top of the
+   * trap into the hypervisor and the return (2 x eventDelivery): dispatch, argument checks, the copy of
+   * a small argument structure.
+   */
+  readonly hypercall: number
 }
 
 const classCosts = (costs: Partial<Record<keyof typeof CostClass, number>>): Array<number> => {
@@ -93,7 +103,9 @@ export const vtx2006: CostProfile = {
   vmEntry: 1_000,
   vmExit: 1_300,
   // ~15 host instructions per guest instruction at ~1 IPC (Core 2 class)
-  emulatedInstruction: 15
+  emulatedInstruction: 15,
+  // a C dispatcher and argument checks: ~100-150 instructions
+  hypercall: 120
 }
 
 /** A modern part: EPT with paging-structure caches, VPID, round trip of a few hundred cycles. */
@@ -125,7 +137,8 @@ export const modern: CostProfile = {
   vmEntry: 230,
   vmExit: 270,
   // ~15 host instructions per guest instruction at ~1.5 IPC
-  emulatedInstruction: 10
+  emulatedInstruction: 10,
+  hypercall: 80
 }
 
 export const costProfiles: Record<CostProfileName, CostProfile> = { "vtx-2006": vtx2006, modern }

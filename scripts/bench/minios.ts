@@ -10,11 +10,11 @@
  * clock when the guest wrote to isa-debug-exit) give system calls, page
  * faults and process creations per simulated second, under every execution
  * mode that is built (vmm/config.ts availableModes: new modes appear here by
- * themselves) and every cost profile (the profile sets what an instruction,
+ * themselves; `pv` runs the image's PV build, minios-pv.elf) and every cost profile (the profile sets what an instruction,
  * a page walk, an event delivery and a VM transition cost in virtual time).
  * Deterministic; the wall time is reported beside it, read here in scripts/.
  */
-import { readFileSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { Effect } from "effect"
 import type { CostProfileName } from "../../hw/machine/config.ts"
@@ -24,6 +24,9 @@ import { availableModes, type ExecutionMode } from "../../vmm/config.ts"
 import { runBenchVm } from "./vm-run.ts"
 
 export const MINIOS_IMAGE = fileURLToPath(new URL("../../images/minios/minios.elf", import.meta.url))
+
+/** The PV build of an image (scripts/images/build.ts): `<name>-pv.elf` next to `<name>.elf`. */
+export const pvBuildOf = (path: string): string => path.replace(/\.elf$/, "-pv.elf")
 
 const SUMMARY = /minios: (\d+) processes, (\d+) page faults, (\d+) system calls, all exited correctly/
 
@@ -107,11 +110,17 @@ export const benchMinios = (options: MiniosOptions = {}): Effect.Effect<MiniosRe
   Effect.gen(function* () {
     const path = options.image ?? MINIOS_IMAGE
     const image = yield* Effect.try(() => new Uint8Array(readFileSync(path))).pipe(Effect.orDie)
+    // `pv` runs the PV build of the same source next to it (<name>-pv.elf), when there is one
+    const pvPath = pvBuildOf(path)
     const rows: Array<MiniosRow> = []
     // `trap` is a demonstration that x86 cannot be virtualized that way, not a mode to measure
-    for (const mode of options.modes ?? availableModes.filter((m) => m !== "trap"))
+    const modes = options.modes ?? availableModes.filter((m) => m !== "trap" && (m !== "pv" || existsSync(pvPath)))
+    for (const mode of modes) {
+      const bytes =
+        mode === "pv" ? yield* Effect.try(() => new Uint8Array(readFileSync(pvPath))).pipe(Effect.orDie) : image
       for (const profile of options.profiles ?? (Object.keys(costProfiles) as Array<CostProfileName>))
-        rows.push(yield* runMinios(image, mode, profile))
+        rows.push(yield* runMinios(bytes, mode, profile))
+    }
     return { image: path, rows }
   })
 

@@ -1,5 +1,5 @@
 /**
- * One Multiboot guest in one VM on a fresh one-pCPU host with a cost
+ * One guest (a Multiboot kernel, or in `pv` mode a Xen PV kernel) in one VM on a fresh one-pCPU host with a cost
  * profile, run in virtual time until it ends (or a limit): what the `minios`
  * and `modes` benchmarks measure. The guest's COM1 bytes, how it ended, its
  * simulated time and what the VM counted come back; the caller judges them.
@@ -12,6 +12,7 @@ import { Worlds } from "../../kernel/sched/runtime.ts"
 import { defaultVmConfig, type VmConfig } from "../../vmm/config.ts"
 import type { VmEnd } from "../../vmm/exits/types.ts"
 import { planMultibootLoad } from "../../vmm/loader/multiboot.ts"
+import { planXenPvLoad } from "../../vmm/loader/xen-pv.ts"
 import { addStandardDevices } from "../../vmm/platform/standard.ts"
 import { createVm } from "../../vmm/vm.ts"
 
@@ -38,7 +39,8 @@ export interface BenchVmRun {
 
 export const runBenchVm = (image: Uint8Array, options: BenchVmOptions): Effect.Effect<BenchVmRun> =>
   Effect.gen(function* () {
-    const plan = planMultibootLoad(image, { ramBytes: options.memoryMiB * 1024 * 1024, cmdline: "" })
+    const load = { ramBytes: options.memoryMiB * 1024 * 1024, cmdline: "" }
+    const plan = options.vm.mode === "pv" ? planXenPvLoad(image, load) : planMultibootLoad(image, load)
     if (plan._tag === "Failure") return yield* Effect.die(new Error(`bench ${options.name}: ${plan.failure.message}`))
     const config = yield* decodeMachineConfig(
       `bench ${options.name} host`,
@@ -59,7 +61,11 @@ export const runBenchVm = (image: Uint8Array, options: BenchVmOptions): Effect.E
           memoryMiB: options.memoryMiB,
           ...options.vm
         },
-        { writes: plan.success.writes, registers: plan.success.registers },
+        {
+          writes: plan.success.writes,
+          registers: plan.success.registers,
+          ...("pv" in plan.success ? { pv: plan.success.pv } : {})
+        },
         { console: (byte) => (serial += String.fromCharCode(byte)) }
       ).pipe(Effect.orDie)
       addStandardDevices(vm)

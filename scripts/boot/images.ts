@@ -1,6 +1,7 @@
 /**
  * Reading what the user asked to boot, before anything starts: every image
  * file is read and planned (Multiboot ELF32 / a.out kludge via the loader,
+ * or in `pv` mode a Xen paravirtualized kernel via the domain builder,
  * a VM config file naming a kernel or ROM, or a raw `--bios` ROM of 64 or
  * 128 KiB), and every problem is collected so one message lists them all. Nothing is started when anything is wrong.
  */
@@ -8,8 +9,9 @@ import { readFileSync, statSync } from "node:fs"
 import { basename, dirname, resolve } from "node:path"
 import { Effect } from "effect"
 import { resetGuestRegisters } from "../../hw/cpu/vmx/vmcs.ts"
-import { decodeVmConfig, defaultVmConfig, type VmConfig } from "../../vmm/config.ts"
+import { decodeVmConfig, defaultVmConfig, type ExecutionMode, type VmConfig } from "../../vmm/config.ts"
 import { planMultibootLoad } from "../../vmm/loader/multiboot.ts"
+import { planXenPvLoad, readXenNotes } from "../../vmm/loader/xen-pv.ts"
 import type { BootPayload } from "../../vmm/vm.ts"
 
 export interface PlannedGuest {
@@ -52,10 +54,22 @@ const readImage = (path: string): Uint8Array | string => {
   }
 }
 
-/** Plan a Multiboot kernel for `memoryBytes` of RAM; a problem string if it cannot be. */
-const planKernel = (path: string, memoryBytes: number, cmdline: string): BootPayload | string => {
+/**
+ * Plan a kernel for `memoryBytes` of RAM in `mode`; a problem string if it
+ * cannot be. `pv` mode builds a Xen PV domain (vmm/loader/xen-pv.ts); every
+ * other mode loads a Multiboot kernel and refuses a PV one.
+ */
+const planKernel = (path: string, memoryBytes: number, cmdline: string, mode: ExecutionMode): BootPayload | string => {
   const image = readImage(path)
   if (typeof image === "string") return image
+  if (mode === "pv") {
+    const pv = planXenPvLoad(image, { ramBytes: memoryBytes, cmdline })
+    if (pv._tag === "Failure") return `${path}: ${pv.failure.message}`
+    return pv.success
+  }
+  const notes = readXenNotes(image)
+  if (notes !== undefined)
+    return `${path}: xen-pv-image: a paravirtualized (Xen) kernel${notes.guestOs === undefined ? "" : ` (${notes.guestOs})`}, built for --mode pv, not --mode ${mode}`
   const plan = planMultibootLoad(image, { ramBytes: memoryBytes, cmdline })
   if (plan._tag === "Failure") return `${path}: ${plan.failure.message}`
   return { writes: plan.success.writes, registers: plan.success.registers }
@@ -117,7 +131,7 @@ const planConfigFile = (path: string, text: string, taken: Set<string>): Effect.
     if (taken.has(config.name)) return yield* Effect.fail([`${path}: a VM named "${config.name}" is already booting`])
     taken.add(config.name)
     if ("kernel" in config.boot) {
-      const payload = planKernel(config.boot.kernel, config.memoryMiB * 1024 * 1024, config.boot.cmdline)
+      const payload = planKernel(config.boot.kernel, config.memoryMiB * 1024 * 1024, config.boot.cmdline, config.mode)
       if (typeof payload === "string") return yield* Effect.fail([payload])
       return { name: config.name, path, payload, config }
     }
@@ -132,7 +146,13 @@ const planConfigFile = (path: string, text: string, taken: Set<string>): Effect.
  */
 export const planGuests = (
   paths: ReadonlyArray<string>,
-  options: { readonly memoryBytes: number; readonly cmdline: string; readonly bios: string | undefined }
+  options: {
+    readonly memoryBytes: number
+    readonly cmdline: string
+    readonly bios: string | undefined
+    /** The mode images are booted in (a VM config file names its own). Default hw. */
+    readonly mode?: ExecutionMode
+  }
 ): Effect.Effect<Array<PlannedGuest>, ReadonlyArray<string>> =>
   Effect.gen(function* () {
     const problems: Array<string> = []
@@ -155,7 +175,7 @@ export const planGuests = (
         else guests.push(planned.success)
         continue
       }
-      const payload = planKernel(path, options.memoryBytes, options.cmdline)
+      const payload = planKernel(path, options.memoryBytes, options.cmdline, options.mode ?? "hw")
       if (typeof payload === "string") problems.push(payload)
       else guests.push({ name: vmName(path, taken), path, payload })
     }

@@ -27,7 +27,7 @@ const images = Argument.String("image").pipe(
 )
 const mode = Flag.String("mode").pipe(
   Flag.withDescription(
-    "Execution mode: hw (VT-x), bt (binary translation), emu (pure emulation: every instruction on a software CPU, QEMU TCG style), trap (deprivileged without translation: a demonstration that x86 needs BT); pv: not built yet"
+    "Execution mode: hw (VT-x), bt (binary translation), emu (pure emulation: every instruction on a software CPU, QEMU TCG style), trap (deprivileged without translation: a demonstration that x86 needs BT), pv (paravirtualization: a Xen PV kernel at ring 1 making hypercalls; docs/pv.md)"
   ),
   Flag.withDefault("hw")
 )
@@ -113,7 +113,8 @@ export const boot = Command.make(
         // with an invalid --mem, images are still checked (against the default size) so every problem is listed
         memoryBytes: (memoryValid ? memoryMiB! : 16) * 1024 * 1024,
         cmdline: o.cmdline,
-        bios: Option.getOrUndefined(o.bios)
+        bios: Option.getOrUndefined(o.bios),
+        ...(availableModes.includes(o.mode as never) ? { mode: o.mode as ExecutionMode } : {})
       }).pipe(
         Effect.catch((found: ReadonlyArray<string>) => {
           problems.push(...found)

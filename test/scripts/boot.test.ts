@@ -115,10 +115,10 @@ describe("fibervisor boot", () => {
   })
 
   it("refuses bad input with every problem listed, exit 2, nothing started", () => {
-    const r = fibervisor("boot", "no-such-image.elf", join(root, "README.md"), "--mode", "pv", "--mem", "1M")
+    const r = fibervisor("boot", "no-such-image.elf", join(root, "README.md"), "--mode", "vt", "--mem", "1M")
     expect(r.status).toBe(2)
     expect(r.stderr).toContain("nothing started")
-    expect(r.stderr).toContain("--mode pv: not built yet")
+    expect(r.stderr).toContain("--mode vt: unknown (available: hw, bt, pv, emu, trap)")
     expect(r.stderr).toContain("--mem 1M")
     expect(r.stderr).toContain("no-such-image.elf: no such file")
     expect(r.stderr).toContain("README.md: not-multiboot")

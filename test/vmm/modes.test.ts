@@ -557,14 +557,14 @@ describe("configuration: `ept` in a VM config, --ept on|off, --mode", () => {
     expect(r.stdout).toBe("")
   })
 
-  it("--ept off with another mode, and a mode not built yet, are refused with the reason, exit 2", () => {
+  it("--ept off with another mode, and an unmodified kernel in pv mode, are refused with the reason, exit 2", () => {
     const bt = cli("boot", "images/hello/hello.elf", "--mode", "bt", "--ept", "off")
     expect(bt.status).toBe(2)
     expect(bt.stderr).toContain("--ept off: only for --mode hw (not bt)")
     expect(bt.stdout).toBe("")
     const pv = cli("boot", "images/hello/hello.elf", "--mode", "pv")
     expect(pv.status).toBe(2)
-    expect(pv.stderr).toContain("--mode pv: not built yet (available: hw, bt, emu, trap)")
+    expect(pv.stderr).toContain("hello.elf: not-xen-pv: not a paravirtualized kernel")
     expect(pv.stdout).toBe("")
   })
 

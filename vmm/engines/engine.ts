@@ -9,6 +9,8 @@
  *                        page tables, on a pCPU without the extension
  *   emu (engines/emu.ts) pure emulation: every instruction on a software
  *                        CPU of the VM, its cycles charged to the pCPU
+ *   pv  (engines/pv/)    paravirtualization: a guest kernel built for it
+ *                        runs at ring 1 and makes hypercalls
  *
  * Every engine keeps the guest's architectural state in the vCPU's VMCS
  * guest-state area (registers, activity state, interruptibility), takes the
@@ -29,4 +31,14 @@ export interface ExecutionEngine {
   run(cpu: Cpu, cycles: number, guestTsc: number): ExitAction | undefined
   /** Counters this engine keeps (translation cache, callouts...), for the boot summary; summed over vCPUs. */
   stats?(): Readonly<Record<string, number>>
+  /**
+   * An engine with virtual events of its own (`pv`: event channels and the one-shot timer, not the
+   * platform's interrupt controllers): fire what is due at VM time `now` (ns); returns its next deadline
+   * (Infinity: none), which bounds the slice and wakes a halted vCPU like a device's.
+   */
+  tick?(now: number): number
+  /** Such an engine has an event to deliver now: a halted (blocked) vCPU runs again. */
+  eventPending?(): boolean
+  /** The VM was reset (its image reloaded): forget what the guest set up with this engine. */
+  reset?(): void
 }

@@ -45,7 +45,13 @@ export const LoaderErrorReason = Schema.Literals([
   /** the modules do not fit in guest RAM after the kernel */
   "modules-outside-ram",
   /** the command lines, module list and strings do not fit in the boot-information area */
-  "boot-info-too-large"
+  "boot-info-too-large",
+  /** `pv` mode: the image has no Xen ELF notes (not built for paravirtualization) */
+  "not-xen-pv",
+  /** `pv` mode: a Xen PV image asking for what fibervisor does not offer (docs/pv.md) */
+  "bad-xen-pv",
+  /** another mode: the image is a Xen PV kernel, which only runs in `pv` mode */
+  "xen-pv-image"
 ])
 export type LoaderErrorReason = typeof LoaderErrorReason.Type
 

@@ -418,6 +418,11 @@ export class ShadowMmu {
     return pts !== undefined && pts.size > 0
   }
 
+  /** Is guest frame `gfn` a page directory some shadow root is built from? */
+  isRootTable(gfn: number): boolean {
+    return gfn !== DIRECT && this.roots.has(gfn)
+  }
+
   /** Every traced guest frame. */
   tracedFrames(): Array<number> {
     const out = new Set<number>([...this.roots.keys()].filter((gfn) => gfn !== DIRECT))

@@ -104,6 +104,9 @@ export class VirtualMachine {
   /** `hw` mode without EPT: the VM's shadow page tables (undefined otherwise). */
   shadow: VmShadowPaging | undefined
 
+  /** `pv` mode: the paravirtualized domain (event channels, xenstore, grant table, block back ends). */
+  pvDomain: PvDomain | undefined
+
   constructor(config: VmConfig, platform: PcPlatform, guest: GuestPhysical, shadow?: VmShadowPaging) {
     this.config = config
     this.platform = platform
@@ -391,6 +394,7 @@ export const createVm = (
       domain = new PvDomain(guest, payload.pv!, paging, region, config.vcpus, io.console)
       domain.writeTimeInfo(machine.profile.clockHz)
       machineVm.shadow = paging
+      machineVm.pvDomain = domain
     }
     const pvCosts = { hypercall: machine.profile.hypercall, nsOf: (cycles: number) => machine.nsOf(cycles) }
 

@@ -9,7 +9,8 @@
  *   the hypercall page filled (x86-32: `mov eax, nr; int 0x82; ret` per
  *     32-byte slot; slot 23, iret: `push eax; mov eax, 23; int 0x82`)
  *   after the image, page-aligned: mfn_list (the identity P2M), start_info,
- *     shared_info, the console ring page, the page directory and one page
+ *     shared_info, the console ring page, the xenstore ring page, the grant
+ *     table's frame, the page directory and one page
  *     table per 4 MiB of RAM (all RAM mapped virtual = pseudo-physical,
  *     supervisor-only, page-table frames read-only), one page of stack
  *   registers: EIP = entry, ESI = start_info, ESP = the stack's top, the
@@ -60,6 +61,11 @@ export interface PvBootInfo {
   readonly sharedInfo: number
   readonly consolePage: number
   readonly consoleEvtchn: number
+  /** The xenstore ring page (io/xs_wire.h xenstore_domain_interface) and its event channel. */
+  readonly storePage: number
+  readonly storeEvtchn: number
+  /** The grant table's frames (grant_table.h v1 entries), given to the guest by GNTTABOP_setup_table. */
+  readonly grantFrames: ReadonlyArray<number>
   readonly hypercallPage: number
   readonly guestOs: string
 }
@@ -70,8 +76,11 @@ export interface XenPvLoad {
   readonly pv: PvBootInfo
 }
 
-/** The console ring's event channel, allocated by the builder (as the toolstack does). */
+/** The console ring's and xenstore's event channels, allocated by the builder (as the toolstack does). */
 export const CONSOLE_EVTCHN = 1
+export const STORE_EVTCHN = 2
+/** Frames of grant table per domain (512 v1 entries each). */
+export const GRANT_FRAMES = 1
 
 const fail = (message: string): Result.Result<never, LoaderError> => Result.fail(loaderError("bad-xen-pv", message))
 
@@ -257,7 +266,9 @@ export function planXenPvLoad(
   const startInfo = mfnList + mfnListPages * PAGE
   const sharedInfo = startInfo + PAGE
   const consolePage = sharedInfo + PAGE
-  const pageDirectory = consolePage + PAGE
+  const storePage = consolePage + PAGE
+  const grantTable = storePage + PAGE
+  const pageDirectory = grantTable + GRANT_FRAMES * PAGE
   const firstPt = pageDirectory + PAGE
   const stack = firstPt + nrPts * PAGE
   const end = stack + PAGE
@@ -274,6 +285,8 @@ export function planXenPvLoad(
   put(startInfo + StartInfo.shared_info, sharedInfo)
   put(startInfo + StartInfo.console_mfn, consolePage / PAGE)
   put(startInfo + StartInfo.console_evtchn, CONSOLE_EVTCHN)
+  put(startInfo + StartInfo.store_mfn, storePage / PAGE)
+  put(startInfo + StartInfo.store_evtchn, STORE_EVTCHN)
   put(startInfo + StartInfo.pt_base, pageDirectory)
   put(startInfo + StartInfo.nr_pt_frames, 1 + nrPts)
   put(startInfo + StartInfo.mfn_list, mfnList)
@@ -298,6 +311,9 @@ export function planXenPvLoad(
       sharedInfo,
       consolePage,
       consoleEvtchn: CONSOLE_EVTCHN,
+      storePage,
+      storeEvtchn: STORE_EVTCHN,
+      grantFrames: Array.from({ length: GRANT_FRAMES }, (_, i) => grantTable / PAGE + i),
       hypercallPage: notes.hypercallPage!,
       guestOs: notes.guestOs ?? "a PV guest"
     }

@@ -25,6 +25,13 @@ export interface VirtioAttachments {
 /** Map the VM's virtio devices; returns the transports in order (disks, then NICs). */
 export const addVirtioDevices = (vm: VirtualMachine, attachments: VirtioAttachments): Array<VirtioMmio> => {
   const transports: Array<VirtioMmio> = []
+  const domain = vm.pvDomain
+  if (domain !== undefined) {
+    // a paravirtualized guest gets its disks through Xen's split block driver instead (vmm/engines/pv/blkback.ts)
+    if ((attachments.nics ?? []).length > 0) throw new Error(`VM ${vm.name}: pv mode has no network back end yet`)
+    for (const store of attachments.disks ?? []) domain.attachDisk(store)
+    return transports
+  }
   const add = (device: VirtioBlk | VirtioNet) => {
     const n = transports.length
     const line = VIRTIO_FIRST_IRQ + n

@@ -17,6 +17,7 @@ export const Hypercall = {
   set_timer_op: 15,
   xen_version: 17,
   console_io: 18,
+  grant_table_op: 20,
   iret: 23,
   vcpu_op: 24,
   mmuext_op: 26,

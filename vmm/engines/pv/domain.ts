@@ -1,7 +1,8 @@
 /**
  * A `pv` domain: what the vCPUs of one paravirtualized VM share -- the
  * hypervisor's region and the shadow page tables its auto-translated page
- * tables run on, its event channels (xen/include/public/event_channel.h,
+ * tables run on, its grant table (grant-table.ts), xenstore (xenstore.ts)
+ * and block back ends (blkback.ts), its event channels (xen/include/public/event_channel.h,
  * the 2-level ABI: `evtchn_pending` / `evtchn_mask` in shared_info, the
  * per-vCPU `evtchn_pending_sel` and `evtchn_upcall_pending`), its console
  * ring's back end (io/console.h) and the checks page-table updates get.
@@ -14,13 +15,20 @@
 import type { GuestPhysical } from "../../guest-memory.ts"
 import type { PvBootInfo } from "../../loader/xen-pv.ts"
 import type { VmShadowPaging } from "../../shadow/vmx-shadow-paging.ts"
+import type { BlockStore } from "../../virtio/blk.ts"
 import { Console, Errno, NR_EVENT_CHANNELS, NR_VIRQS, SharedInfo, VcpuInfo } from "./abi.ts"
+import { BlkBack } from "./blkback.ts"
+import { GrantTable } from "./grant-table.ts"
 import type { PvRegion } from "./region.ts"
+import { XenStore } from "./xenstore.ts"
 
 type Port =
   | { readonly kind: "console" }
+  | { readonly kind: "store" }
   | { readonly kind: "virq"; readonly virq: number; readonly vcpu: number }
   | { readonly kind: "unbound" }
+  /** An unbound port a back end in the hypervisor bound to (the guest's sends reach it). */
+  | { readonly kind: "backend"; readonly onSend: () => void }
 
 const P = 1
 const RW = 2
@@ -38,8 +46,11 @@ export class PvDomain {
   private readonly ports: Array<Port | undefined> = []
   /** [vcpu][virq] -> port (0: not bound). */
   private readonly virqs: Array<Array<number>>
+  readonly grants: GrantTable
+  readonly store: XenStore
+  private readonly disks: Array<BlkBack> = []
   /** Counters for the boot summary. */
-  readonly stats = { pv_events_sent: 0, pv_console_bytes: 0 }
+  private readonly counts = { pv_events_sent: 0, pv_console_bytes: 0 }
 
   constructor(
     guest: GuestPhysical,
@@ -56,7 +67,37 @@ export class PvDomain {
     this.vcpus = vcpus
     this.console = console
     this.ports[info.consoleEvtchn] = { kind: "console" }
+    this.ports[info.storeEvtchn] = { kind: "store" }
     this.virqs = Array.from({ length: vcpus }, () => new Array<number>(NR_VIRQS).fill(0))
+    this.grants = new GrantTable(guest, info.grantFrames, info.nrPages)
+    this.store = new XenStore(guest, info.storePage)
+    this.store.set(`${this.store.home}/name`, "guest")
+  }
+
+  /** Counters for the boot summary (the block back ends' summed). */
+  get stats(): Record<string, number> {
+    const out: Record<string, number> = { ...this.counts }
+    if (this.disks.length > 0) {
+      out.pv_blk_requests = this.disks.reduce((n, d) => n + d.stats.requests, 0)
+      out.pv_blk_errors = this.disks.reduce((n, d) => n + d.stats.errors, 0)
+    }
+    return out
+  }
+
+  /** Give the guest a virtual block device (vbd 768, 832, ...: xvda, xvdb) backed by `disk`. */
+  attachDisk(disk: BlockStore): void {
+    const host = {
+      guest: this.guest,
+      grants: this.grants,
+      store: this.store,
+      bindPort: (port: number, onSend: () => void) => {
+        if (port <= 0 || port >= NR_EVENT_CHANNELS || this.ports[port]?.kind !== "unbound") return false
+        this.ports[port] = { kind: "backend", onSend }
+        return true
+      },
+      notify: (port: number) => this.raise(port)
+    }
+    this.disks.push(new BlkBack(host, disk, 768 + 64 * this.disks.length))
   }
 
   /** Back to the builder's state (the VM was reset and its image, shared_info included, rewritten). */
@@ -64,6 +105,10 @@ export class PvDomain {
     this.exitCode = 0
     this.ports.length = 0
     this.ports[this.info.consoleEvtchn] = { kind: "console" }
+    this.ports[this.info.storeEvtchn] = { kind: "store" }
+    this.store.clear()
+    this.store.set(`${this.store.home}/name`, "guest")
+    for (const disk of this.disks) disk.publish()
     for (const virqs of this.virqs) virqs.fill(0)
     this.writeTimeInfo(this.clockHz)
   }
@@ -130,7 +175,7 @@ export class PvDomain {
     if (port <= 0 || port >= NR_EVENT_CHANNELS) return
     const entry = this.ports[port]
     if (entry === undefined) return
-    this.stats.pv_events_sent++
+    this.counts.pv_events_sent++
     const word = port >>> 5
     const bit = (1 << (port & 31)) >>> 0
     const g = this.guest
@@ -212,6 +257,9 @@ export class PvDomain {
     if (entry === undefined) return Errno.EINVAL
     if (entry.kind === "virq") return Errno.EINVAL
     if (entry.kind === "console") this.drainConsole()
+    else if (entry.kind === "store") {
+      if (this.store.service()) this.raise(port)
+    } else if (entry.kind === "backend") entry.onSend()
     return 0
   }
 
@@ -228,7 +276,7 @@ export class PvDomain {
     if (count <= Console.out_size) {
       for (let i = 0; i < count; i++)
         this.console(g.readValue(page + Console.out + ((cons + i) & (Console.out_size - 1)), 1))
-      this.stats.pv_console_bytes += count
+      this.counts.pv_console_bytes += count
     }
     g.writeValue(page + Console.out_cons, 4, prod)
   }
@@ -236,7 +284,7 @@ export class PvDomain {
   /** console_io(CONSOLEIO_write). */
   write(bytes: Uint8Array): void {
     for (const byte of bytes) this.console(byte)
-    this.stats.pv_console_bytes += bytes.length
+    this.counts.pv_console_bytes += bytes.length
   }
 
   // ---- page-table updates (mmu_update, update_va_mapping) ----

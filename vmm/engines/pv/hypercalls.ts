@@ -31,6 +31,7 @@ import {
   XenVer
 } from "./abi.ts"
 import type { PvDomain } from "./domain.ts"
+import { GNTST_bad_domain, GNTST_general_error, GNTST_okay, GnttabOp } from "./grant-table.ts"
 import type { GuestVirtual } from "./guest-virtual.ts"
 import { flatSegment } from "./segments.ts"
 
@@ -107,6 +108,8 @@ export function hypercall(vcpu: PvVcpu, v: CpuState): HypercallOutcome {
       vcpu.domain.write(bytes)
       return result(0)
     }
+    case Hypercall.grant_table_op:
+      return result(grantTableOp(vcpu, v.ebx, v.ecx, v.edx))
     case Hypercall.iret:
       return iret(vcpu, v)
     case Hypercall.vcpu_op:
@@ -228,6 +231,40 @@ function mmuextOp(vcpu: PvVcpu, v: CpuState, ops: number, count: number, doneOut
   }
   if (doneOut !== 0 && !m.write32(doneOut, done)) return Errno.EFAULT
   return rc
+}
+
+/**
+ * grant_table_op (grant_table.h): GNTTABOP_setup_table {u16 dom, u32
+ * nr_frames at 4, i16 status at 8 (out), frame_list pointer at 12} hands
+ * out the table's frames; GNTTABOP_query_size {u16 dom, u32 nr_frames out at
+ * 4, u32 max_nr_frames out at 8, i16 status out at 12}. One operation per
+ * call; its status field carries a GNTST_* error.
+ */
+function grantTableOp(vcpu: PvVcpu, cmd: number, op: number, count: number): number {
+  const m = vcpu.memory
+  const frames = vcpu.domain.grants.frames
+  if (count !== 1) return Errno.EINVAL
+  const dom = m.read16(op)
+  if (dom === undefined) return Errno.EFAULT
+  const status = (at: number, value: number) =>
+    m.write(op + at, new Uint8Array([value & 0xff, (value >> 8) & 0xff])) ? 0 : Errno.EFAULT
+  switch (cmd) {
+    case GnttabOp.setup_table: {
+      const wanted = m.read32(op + 4)
+      const list = m.read32(op + 12)
+      if (wanted === undefined || list === undefined) return Errno.EFAULT
+      if (dom !== DOMID_SELF) return status(8, GNTST_bad_domain)
+      if (wanted > frames.length) return status(8, GNTST_general_error)
+      for (let i = 0; i < wanted; i++) if (!m.write32(list + i * 4, frames[i]!)) return Errno.EFAULT
+      return status(8, GNTST_okay)
+    }
+    case GnttabOp.query_size:
+      if (dom !== DOMID_SELF) return status(12, GNTST_bad_domain)
+      if (!m.write32(op + 4, frames.length) || !m.write32(op + 8, frames.length)) return Errno.EFAULT
+      return status(12, GNTST_okay)
+    default:
+      return Errno.ENOSYS
+  }
 }
 
 function setTimer(vcpu: PvVcpu, deadline: number, futureOnly: boolean): number {

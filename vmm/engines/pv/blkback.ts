@@ -108,9 +108,14 @@ export class BlkBack {
     const ref = Number(s.get(`${this.frontend}/ring-ref`))
     const port = Number(s.get(`${this.frontend}/event-channel`))
     const ring = this.host.grants.frameOf(ref, true)
-    if (typeof ring === "string") return this.fail(`ring-ref: ${ring}`)
-    if (!Number.isInteger(port) || !this.host.bindPort(port, () => this.service()))
-      return this.fail(`event-channel ${s.get(`${this.frontend}/event-channel`)} is not an unbound port of the guest`)
+    if (typeof ring === "string") {
+      this.fail(`ring-ref: ${ring}`)
+      return
+    }
+    if (!Number.isInteger(port) || !this.host.bindPort(port, () => this.service())) {
+      this.fail(`event-channel ${s.get(`${this.frontend}/event-channel`)} is not an unbound port of the guest`)
+      return
+    }
     this.ring = ring
     this.port = port
     this.reqCons = 0 // the front end initialised the ring (SHARED_RING_INIT) before granting it
@@ -122,7 +127,10 @@ export class BlkBack {
     if (this.ring < 0) return
     const g = this.host.guest
     const prod = g.readValue(this.ring, 4)
-    if ((prod - this.reqCons) >>> 0 > BLKIF_RING_SIZE) return this.fail("the request ring's indices are corrupt")
+    if ((prod - this.reqCons) >>> 0 > BLKIF_RING_SIZE) {
+      this.fail("the request ring's indices are corrupt")
+      return
+    }
     let rspProd = g.readValue(this.ring + 8, 4)
     let served = 0
     while (this.reqCons !== prod) {

@@ -5,9 +5,18 @@
 ; signature): reads it, increments it, writes it, reads it back and checks.
 ; Prints the boot number; exits 0 when the write was read back intact.
 ; Needs a virtio-mmio disk, so it is not compared against QEMU's pc machine.
+; Built with -DPV (blk-pv.elf, `boot --mode pv`: docs/pv.md) the same job
+; runs over Xen's split block driver instead (io/blkif.h): the front end
+; finds its back end in xenstore, grants it the ring and the data page
+; (grant tables), binds an event channel and queues blkif requests.
+%ifdef PV
+%include "pv.inc"
+%include "xenbus.inc"
+%else
 %include "multiboot.inc"
 %include "serial.inc"
 %include "virtio.inc"
+%endif
 %include "print.inc"
 
 QSIZE               equ 8
@@ -18,6 +27,10 @@ section .text
 global _start
 _start:
   mov esp, stack_top
+%ifdef PV
+  call pv_start
+  call blkfront_connect
+%else
   cmp dword [VIRTIO + MAGIC], 0x74726976
   jne no_device
   cmp dword [VIRTIO + VERSION], 2
@@ -42,6 +55,7 @@ _start:
   mov dword [VIRTIO + QUEUE_DEVICE + 4], 0
   mov dword [VIRTIO + QUEUE_READY], 1
   mov dword [VIRTIO + STATUS], STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK
+%endif
 
   mov eax, T_IN                       ; read sector 0
   call request
@@ -80,6 +94,129 @@ _start:
   xor eax, eax
   jmp debug_exit
 
+%ifdef PV
+RING_SIZE  equ 32                       ; (4096 - 64) / 108, rounded down to a power of two
+REQ_SIZE   equ 108                      ; blkif_request on x86-32
+RING_GREF  equ 8                        ; grant references 0-7 are the toolstack's
+DATA_GREF  equ 9
+
+; blkfront_connect: the xenbus handshake with the back end (io/blkif.h,
+; xenbus.h states): grant the ring and the data page, allocate an event
+; channel, publish ring-ref and event-channel, state 3 (Initialised); the
+; back end must then be 4 (Connected), and so are we.
+blkfront_connect:
+  call xenbus_init
+  mov esi, path_backend                 ; is there a disk at all?
+  call xs_read
+  test eax, eax
+  js no_device
+  mov esi, xs_reply                     ; <backend>/state, for later
+  mov edi, backend_state_path
+.copy:
+  lodsb
+  stosb
+  test al, al
+  jnz .copy
+  dec edi
+  mov esi, suffix_state
+  mov ecx, 7
+  rep movsb
+  mov dword [ring], 0                   ; SHARED_RING_INIT: req_prod, req_event, rsp_prod, rsp_event
+  mov dword [ring + 4], 1
+  mov dword [ring + 8], 0
+  mov dword [ring + 12], 1
+  mov eax, ring
+  mov ebx, RING_GREF
+  call grant_access
+  mov eax, sector
+  mov ebx, DATA_GREF
+  call grant_access
+  call evtchn_alloc_unbound
+  mov [blk_port], eax
+  mov edi, port_text
+  call to_decimal
+  mov esi, path_ring_ref
+  mov edi, text_ring_ref
+  call xs_write
+  mov esi, path_event_channel
+  mov edi, port_text
+  call xs_write
+  mov esi, path_state
+  mov edi, text_initialised
+  call xs_write
+  mov esi, backend_state_path
+  call xs_read
+  cmp word [xs_reply], "4"              ; "4" and its NUL: Connected
+  jne no_backend
+  mov esi, path_state
+  mov edi, text_connected
+  call xs_write
+  ret
+
+; to_decimal: the decimal text of EAX at EDI, NUL-terminated. Clobbers EAX, ECX, EDX, EDI.
+to_decimal:
+  push ebx
+  mov ebx, 10
+  xor ecx, ecx
+.digit:
+  xor edx, edx
+  div ebx
+  add dl, '0'
+  push edx
+  inc ecx
+  test eax, eax
+  jnz .digit
+.store:
+  pop eax
+  stosb
+  loop .store
+  mov byte [edi], 0
+  pop ebx
+  ret
+
+; request: EAX = BLKIF_OP_READ (T_IN) or BLKIF_OP_WRITE (T_OUT) of sector 0 into
+; or from the granted `sector` page: one blkif_request on the ring, a notify on
+; the event channel, then the response's status.
+request:
+  mov edx, ring
+  mov ecx, [edx]                        ; req_prod
+  mov ebx, ecx
+  and ebx, RING_SIZE - 1
+  imul ebx, ebx, REQ_SIZE
+  lea ebx, [edx + 64 + ebx]
+  mov [ebx], al                         ; operation
+  mov byte [ebx + 1], 1                 ; nr_segments
+  mov word [ebx + 2], 768               ; handle
+  mov [ebx + 4], ecx                    ; id
+  mov dword [ebx + 8], 0
+  mov dword [ebx + 12], 0               ; sector_number
+  mov dword [ebx + 16], 0
+  mov dword [ebx + 20], DATA_GREF       ; seg[0]: the data page, sectors 0..0
+  mov byte [ebx + 24], 0
+  mov byte [ebx + 25], 0
+  inc ecx
+  mov [edx], ecx                        ; publish req_prod, then notify
+  mov eax, [blk_port]
+  call evtchn_notify
+.wait:
+  mov eax, [edx + 8]                    ; rsp_prod
+  cmp eax, [rsp_cons]
+  jne .response
+  call pv_yield
+  jmp .wait
+.response:
+  mov ebx, [rsp_cons]
+  and ebx, RING_SIZE - 1
+  imul ebx, ebx, REQ_SIZE
+  inc dword [rsp_cons]
+  cmp word [edx + 64 + ebx + 10], 0     ; BLKIF_RSP_OKAY
+  jne bad_io
+  ret
+
+no_backend:
+  mov esi, msg_no_backend
+  jmp failed
+%else
 ; request: EAX = type (T_IN / T_OUT) for sector 0 with the 512-byte `sector` buffer;
 ; waits for the device to return the chain and checks the status byte
 request:
@@ -123,6 +260,7 @@ request:
   cmp byte [status], 0
   jne bad_io
   ret
+%endif
 
 no_device:
   mov esi, msg_no_device
@@ -144,12 +282,35 @@ section .rodata
 signature: db "FVBLKTST"
 msg_boot: db "blk: boot ", 0
 msg_verified: db ", sector 0 written and read back", 13, 10, 0
+%ifdef PV
+msg_no_device: db "blk: no virtual block device in xenstore (device/vbd/768)", 13, 10, 0
+msg_no_backend: db "blk: the block back end did not connect", 13, 10, 0
+path_backend: db "device/vbd/768/backend", 0
+path_ring_ref: db "device/vbd/768/ring-ref", 0
+path_event_channel: db "device/vbd/768/event-channel", 0
+path_state: db "device/vbd/768/state", 0
+suffix_state: db "/state", 0
+text_ring_ref: db "8", 0
+text_initialised: db "3", 0
+text_connected: db "4", 0
+%else
 msg_no_device: db "blk: no virtio-blk device at 0xfeb00000", 13, 10, 0
+%endif
 msg_features: db "blk: feature negotiation failed", 13, 10, 0
 msg_io: db "blk: the device reported an I/O error", 13, 10, 0
 msg_data: db "blk: what was read back is not what was written", 13, 10, 0
 
 section .bss
+%ifdef PV
+alignb 4096
+ring: resb 4096                         ; the shared blkif ring (granted)
+sector: resb 4096                       ; the data page (granted); sector 0 is its first 512 bytes
+blk_port: resd 1
+rsp_cons: resd 1
+port_text: resb 12
+backend_state_path: resb 128
+boots: resd 1
+%else
 alignb 16
 descriptors: resb 16 * QSIZE
 alignb 4
@@ -161,5 +322,6 @@ header: resb 16
 sector: resb 512
 status: resb 4
 boots: resd 1
+%endif
 stack: resb 4096
 stack_top:

@@ -27,17 +27,53 @@
 ; processes it created, demand page faults it served and system calls it
 ; took (the same on any machine: `fibervisor bench minios` reads them), then
 ; exits 0.
+;
+; Built with -DPV (minios-pv.elf, `boot --mode pv`: docs/pv.md) it is the same
+; kernel as a Xen PV guest at ring 1, with the same processes, system calls
+; and final line; what changes:
+;   - no GDT or TSS: Xen's flat ring-1/ring-3 selectors, and stack_switch
+;     where the native kernel sets TSS.ESP0
+;   - no IDT: set_trap_table (#PF, and INT 0x80 with DPL 3)
+;   - no 8259A or PIT: VIRQ_TIMER on an event channel, set_timer_op armed
+;     100 us ahead (10 kHz) and re-armed by each event; the timer is a
+;     handler pv_event_entry calls; kernel code runs with events masked (the
+;     native kernel with IF = 0)
+;   - CR2 from vcpu_info.arch.cr2; CR3 loads are MMUEXT_NEW_BASEPTR; paging
+;     is on from the start (the builder's tables) and the kernel switches
+;     to init's tables instead of setting CR0.PG
+;   - page tables are read-only once in use: every frame that becomes a page
+;     directory or table is mapped read-only in the kernel's page table
+;     before it is used (protect_table), a new one is filled with plain
+;     stores before that, and a live one (a stack page's PTE) is updated
+;     with mmu_update
+;   - the frame pool starts after the builder's start-of-day region
+;     (pv_first_free), not at image_end
+;   - IRET is HYPERVISOR_iret (it restores the event mask from EFLAGS.IF)
+%ifdef PV
+%include "pv.inc"
+%else
 %include "multiboot.inc"
 %include "serial.inc"
+%endif
 %include "print.inc"
+%ifndef PV
 %include "idt.inc"
 %include "pic.inc"
+%endif
 
+%ifdef PV
+KERNEL_CS      equ FLAT_RING1_CS       ; Xen's flat selectors: no GDT of its own
+KERNEL_DS      equ FLAT_RING1_DS
+USER_CS        equ FLAT_RING3_CS
+USER_DS        equ FLAT_RING3_DS
+TIMER_NS       equ 100000              ; 10 kHz
+%else
 KERNEL_CS      equ 0x08
 KERNEL_DS      equ 0x10
 USER_CS        equ 0x18 | 3
 USER_DS        equ 0x20 | 3
 TSS_SEL        equ 0x28
+%endif
 USER_CODE      equ 0x40000000          ; the shared user code page
 USER_STACK_TOP equ 0x80000000          ; stacks grow down from here...
 STACK_MAX      equ 0x10000             ; ...by at most 64 KiB
@@ -72,6 +108,18 @@ section .text
 global _start
 _start:
   mov esp, boot_stack_top
+%ifdef PV
+  call pv_start
+  ; the trap table: #PF, INT 0x80 callable from ring 3; the timer: VIRQ_TIMER
+  mov ebx, trap_table
+  HYPERCALL_CHECKED set_trap_table
+  mov ebx, VIRQ_TIMER
+  mov edx, on_timer
+  call pv_bind_virq
+  ; the frame pool starts at the first page after the builder's region
+  mov eax, [pv_first_free]
+  mov [pool_next], eax
+%else
   ; GDT and TSS (the TSS base is only known at link time: patch it in)
   mov eax, tss
   mov [gdt_tss + 2], ax
@@ -110,6 +158,7 @@ _start:
   mov eax, image_end + 4095
   and eax, ~4095
   mov [pool_next], eax
+%endif
   ; the kernel page table: 0-4 MiB identity, supervisor, writable
   call alloc_frame
   mov [kernel_pt], eax
@@ -120,6 +169,17 @@ _start:
   stosd
   add eax, 4096
   loop .identity
+%ifdef PV
+  mov eax, [kernel_pt]                    ; read-only: itself and the builder's
+  call protect_table                      ; tables (plain stores: not in use yet)
+  mov esi, [pv_start_info]
+  mov eax, [esi + SI_PT_BASE]
+  mov ecx, [esi + SI_NR_PT_FRAMES]
+.builders:
+  call protect_table
+  add eax, 4096
+  loop .builders
+%endif
   ; the user code page (a copy of user_start..user_end), mapped read-only for ring 3
   call alloc_frame
   mov edi, eax
@@ -131,6 +191,9 @@ _start:
   call alloc_frame
   mov [user_code_pt], eax
   mov [eax + ((USER_CODE >> 12) & 0x3ff) * 4], ebx
+%ifdef PV
+  call protect_table
+%endif
   ; init, then paging on in its address space, and into ring 3
   mov esi, msg_boot
   call serial_puts
@@ -138,6 +201,12 @@ _start:
   xor ebx, ebx
   call spawn
   mov eax, [p_cr3]
+%ifdef PV
+  call pv_new_baseptr                     ; paging is on already: init's tables
+  mov byte [tables_live], 1
+  mov eax, TIMER_NS
+  call pv_timer_periodic
+%else
   mov cr3, eax
   mov eax, cr0
   or eax, 0x80000000
@@ -145,6 +214,7 @@ _start:
   call pic_init
   mov cx, 119                             ; 1193182 / 119 = 10 kHz
   call pit_periodic
+%endif
   xor eax, eax
   mov esp, [p_kesp]                       ; a fresh process's kernel stack...
   jmp resume                              ; ...returns into trap_return
@@ -159,6 +229,17 @@ on_page_fault:
   call page_fault
   jmp trap_return
 
+%ifdef PV
+on_timer:                                 ; VIRQ_TIMER: pv_event_entry saved the registers
+  call pv_timer_rearm                     ; one-shot: the next tick in 100 us
+  call pick_next
+  cmp eax, [current]
+  je .same
+  inc dword [preemptions]
+  call switch_to
+.same:
+  ret
+%else
 on_timer:
   push 0
   pushad
@@ -172,6 +253,7 @@ on_timer:
   inc dword [preemptions]
   call switch_to
   jmp trap_return
+%endif
 
 on_syscall:
   push 0
@@ -179,6 +261,9 @@ on_syscall:
   push ds
   push es
   call enter_kernel
+%ifdef PV
+  call pv_cli                             ; in case INT 0x80 took the fast path, which leaves events alone
+%endif
   inc dword [syscalls_taken]
   mov eax, [ebp + F_EAX]
   cmp eax, NSYS
@@ -189,8 +274,10 @@ on_syscall:
   mov dword [ebp + F_EAX], -1
   jmp trap_return
 
+%ifndef PV
 on_spurious:
   iret
+%endif
 
 enter_kernel:
   mov ax, KERNEL_DS
@@ -204,7 +291,11 @@ trap_return:
   pop ds
   popad
   add esp, 4
+%ifdef PV
+  jmp HYPERVISOR_iret
+%else
   iret
+%endif
 
 ; switch_to: run process EAX (kernel stack, address space, TSS.ESP0); returns
 ; when this process is switched back to. Clobbers EAX, ECX, EDX.
@@ -219,11 +310,24 @@ switch_to:
 resume:
   mov [current], eax
   mov edx, [p_cr3 + eax * 4]
+%ifdef PV
+  push eax
+  mov eax, edx
+  call pv_new_baseptr
+  pop eax
+%else
   mov cr3, edx
+%endif
   inc eax
   shl eax, 12
   add eax, kernel_stacks
+%ifdef PV
+  mov ebx, KERNEL_DS                      ; ESP0: the top of its kernel stack
+  mov ecx, eax
+  HYPERCALL_CHECKED stack_switch
+%else
   mov [tss + 4], eax                      ; ESP0: the top of its kernel stack
+%endif
   pop ebx
   pop esi
   pop edi
@@ -270,6 +374,30 @@ alloc_frame:
   pop eax
   ret
 
+%ifdef PV
+; protect_table: EAX = a frame (in the first 4 MiB) about to become a page
+; directory or table: map it read-only in kernel_pt, with a plain store
+; before kernel_pt is in use, else with update_va_mapping. Preserves all.
+protect_table:
+  pushad
+  cmp byte [tables_live], 0
+  jne .live
+  mov edx, [kernel_pt]
+  mov ecx, eax
+  shr ecx, 12
+  or eax, PTE_P
+  mov [edx + ecx * 4], eax
+  popad
+  ret
+.live:
+  mov ebx, eax
+  lea ecx, [eax + PTE_P]
+  mov edx, UVMF_INVLPG
+  call pv_update_va_mapping
+  popad
+  ret
+%endif
+
 ; spawn: a new process running the user code with EBX = argument; its
 ; parent is the current process. EAX = its index (pid - 1), or -1.
 spawn:
@@ -296,8 +424,15 @@ spawn:
   mov [esi + (USER_CODE >> 22) * 4], eax
   call alloc_frame                        ; its (empty) stack page table
   mov [p_stack_pt + ebx * 4], eax
+%ifdef PV
+  call protect_table
+%endif
   or eax, PTE_P | PTE_W | PTE_U
   mov [esi + ((USER_STACK_TOP - 1) >> 22) * 4], eax
+%ifdef PV
+  mov eax, esi                            ; the page directory is complete
+  call protect_table
+%endif
   ; its kernel stack: a trap frame to IRET to ring 3, under what switch_to pops
   lea edi, [ebx + 1]
   shl edi, 12
@@ -331,7 +466,12 @@ spawn:
 ; page_fault: a first touch of a user stack page gets a zeroed frame; any
 ; other user fault kills the process; a kernel fault is fatal.
 page_fault:
+%ifdef PV
+  mov eax, [pv_shared_info]               ; CR2 is privileged: Xen copies it to vcpu_info.arch.cr2
+  mov eax, [eax + VCPU_CR2]
+%else
   mov eax, cr2
+%endif
   mov edx, [ebp + F_ERR]
   test edx, PTE_U                         ; error code bit 2: from ring 3
   jz kernel_fault
@@ -349,7 +489,12 @@ page_fault:
   mov edx, [p_stack_pt + edx * 4]
   shr ecx, 12
   and ecx, 0x3ff
+%ifdef PV
+  lea edx, [edx + ecx * 4]                ; a live page table: mmu_update
+  call pv_mmu_update
+%else
   mov [edx + ecx * 4], eax
+%endif
   inc dword [faults]
   ret
 .kill:
@@ -606,7 +751,11 @@ msg_newline: db 13, 10, 0
 user_end:
 
 section .rodata
+%ifdef PV
+msg_boot:          db "minios: paging, trap table, event channels and VIRQ_TIMER at 10 kHz set up (Xen PV)", 13, 10, 0
+%else
 msg_boot:          db "minios: paging, GDT/TSS, IDT, 8259A and PIT at 10 kHz set up", 13, 10, 0
+%endif
 msg_minios:        db "minios: ", 0
 msg_processes:     db " processes, ", 0
 msg_page_faults:   db " page faults, ", 0
@@ -622,6 +771,14 @@ msg_out_of_memory: db "minios: out of frames", 13, 10, 0
 syscalls: dd sys_exit, sys_write, sys_putnum, sys_getpid, sys_spawn, sys_wait, sys_yield
 
 section .data
+%ifdef PV
+align 4
+trap_table:                               ; the IDT, for set_trap_table
+  TRAP 14, TI_MASK_EVENTS, on_page_fault  ; like an interrupt gate: events masked
+  TRAP 0x80, 3 | TI_MASK_EVENTS, on_syscall ; DPL 3
+  TRAP_TABLE_END
+tables_live: db 0                         ; kernel_pt is in use: page tables need hypercalls
+%else
 align 8
 gdt:
   dq 0
@@ -640,10 +797,13 @@ gdt_end:
 gdt_descriptor:
   dw gdt_end - gdt - 1
   dd gdt
+%endif
 
 section .bss
 alignb 4
+%ifndef PV
 tss: resb 104
+%endif
 current: resd 1
 pool_next: resd 1
 kernel_pt: resd 1

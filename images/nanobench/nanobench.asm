@@ -37,16 +37,55 @@
 ; with 1 or 2). The numbers depend on the machine and the execution mode:
 ; images/nanobench/boot.json says "timing": true, so the QEMU and the modes
 ; tests compare only which lines it prints, not its bytes.
+;
+; Built with -DPV (nanobench-pv.elf, `boot --mode pv`: docs/pv.md) it is a
+; Xen PV kernel at ring 1 and measures the same operations the PV way:
+;   syscall   the same INT 0x80 from ring 3, to a DPL-3 trap-table entry
+;             (Xen's fast system-call trap: no hypervisor on the way in, and
+;             IRET to ring 3 is not privileged)
+;   hypercall a PV guest has no ports: instead of `in`, a null hypercall
+;             (xen_version(XENVER_version)), the cost every PV operation
+;             starts from; printed as `nanobench: hypercall <ticks>`
+;   cr-write  mmuext_op MMUEXT_NEW_BASEPTR with the current page directory:
+;             the MOV CR3 of a PV kernel
+;   pgfault   update_va_mapping(test_page, PTE without P, UVMF_INVLPG) (the
+;             PTE store and INVLPG), then the true #PF: the guest's trap-table
+;             handler reads CR2 from vcpu_info.arch.cr2 and sets P again with
+;             update_va_mapping (page tables are read-only to the guest); the
+;             baseline makes the same hypercall with P set
+;   divzero   the same DIV and handler, but the #DE goes through the
+;             hypervisor, which bounces it to the trap table's handler
+;   ptemod    update_va_mapping toggling R/W with UVMF_INVLPG: the store to
+;             a live PTE and INVLPG in one hypercall
+; Its own page tables are built with plain stores before their first load
+; (MMUEXT_NEW_BASEPTR), with every page-table frame mapped read-only; no GDT,
+; TSS or IDT: Xen's flat selectors, stack_switch and set_trap_table. Events
+; stay masked throughout (the native build never enables interrupts), so the
+; handlers return with a plain IRET (ring 1 to ring 1 or 3: not privileged)
+; rather than HYPERVISOR_iret, which would only restore the same mask.
+%ifdef PV
+%include "pv.inc"
+%else
 %include "multiboot.inc"
 %include "serial.inc"
+%endif
 %include "print.inc"
+%ifndef PV
 %include "idt.inc"
+%endif
 
+%ifdef PV
+KERNEL_CS equ FLAT_RING1_CS               ; Xen's flat selectors: no GDT of its own
+KERNEL_DS equ FLAT_RING1_DS
+USER_CS   equ FLAT_RING3_CS
+USER_DS   equ FLAT_RING3_DS
+%else
 KERNEL_CS equ 0x08
 KERNEL_DS equ 0x10
 USER_CS   equ 0x18 | 3
 USER_DS   equ 0x20 | 3
 TSS_SEL   equ 0x28
+%endif
 ITER      equ 1000
 PTE_P     equ 1
 PTE_W     equ 2
@@ -69,6 +108,18 @@ __SECT__
 section .text
 global _start
 _start:
+%ifdef PV
+  mov esp, stack_top
+  call pv_start
+  mov eax, [pv_first_free]                ; everything the builder made must be in
+  cmp eax, 0x400000                       ; the 4 MiB the page table below maps
+  ja too_much_ram
+  mov ebx, trap_table                     ; the IDT
+  HYPERCALL_CHECKED set_trap_table
+  mov ebx, KERNEL_DS                      ; TSS.ESP0/SS0: the stack for traps from ring 3
+  mov ecx, trap_stack_top
+  HYPERCALL_CHECKED stack_switch
+%else
   cli
   mov esp, stack_top
   mov eax, tss                            ; the TSS base is only known at link time
@@ -105,6 +156,7 @@ _start:
   mov edx, on_user_done
   call idt_set
   mov byte [idt + 0x81 * 8 + 5], 0xee
+%endif
   ; paging: 0-4 MiB identity, user, writable
   mov edi, page_table
   mov eax, PTE_P | PTE_W | PTE_U
@@ -124,11 +176,20 @@ _start:
   shr eax, 12
   lea eax, [page_table + eax * 4]
   mov [test_pte], eax
+%ifdef PV
+  call protect_page_tables
+  mov eax, page_directory                 ; paging is on already: switch to these tables
+  call pv_new_baseptr
+  mov eax, page_directory
+  shr eax, 12
+  mov [cr3_op + 4], eax                   ; for cr-write
+%else
   mov eax, page_directory
   mov cr3, eax
   mov eax, cr0
   or eax, 0x80000000
   mov cr0, eax
+%endif
   mov esi, msg_title
   call serial_puts
 
@@ -145,7 +206,11 @@ back_in_kernel:
   mov esi, name_syscall
   call report
 
+%ifdef PV
+  BENCH "hypercall", hypercall_loop, empty_loop
+%else
   BENCH "in", in_loop, empty_loop
+%endif
   BENCH "cr-write", cr_loop, empty_loop
   BENCH "call/ret", call_loop, empty_loop
   BENCH "pgfault", pgfault_loop, pgfault_base
@@ -165,6 +230,36 @@ bad_pte:
   call serial_puts
   mov al, 2
   jmp debug_exit
+%ifdef PV
+too_much_ram:
+  mov esi, msg_too_much_ram
+  call serial_puts
+  mov al, 1
+  jmp debug_exit
+
+; protect_page_tables: a frame in use as a page table may not be mapped
+; writable (docs/pv.md): in page_table (not in use yet, so plain stores) make
+; read-only the page directory and page table above and the builder's.
+protect_page_tables:
+  mov eax, page_directory
+  call .read_only
+  mov eax, page_table
+  call .read_only
+  mov esi, [pv_start_info]
+  mov eax, [esi + SI_PT_BASE]
+  mov ecx, [esi + SI_NR_PT_FRAMES]
+.builders:
+  call .read_only
+  add eax, 4096
+  loop .builders
+  ret
+.read_only:                               ; EAX = a frame in the first 4 MiB
+  push eax
+  shr eax, 12
+  and dword [page_table + eax * 4], ~PTE_W
+  pop eax
+  ret
+%endif
 
 ; measure: ESI = the operation's loop, EDI = its baseline loop (each runs ITER
 ; iterations and returns). EAX = TSC ticks per operation. Clobbers EBX-EDX.
@@ -187,14 +282,17 @@ measure:
   ret
 
 ; time_loop: call the loop at ESI; EAX = TSC ticks it took (the low 32 bits
-; of the difference). Clobbers ECX, EDX.
+; of the difference). The start is kept on the stack, so a loop may use any
+; register but ESI, EDI and ESP; EBX is preserved for the caller. Clobbers
+; ECX, EDX.
 time_loop:
   push ebx
   rdtsc
-  mov ebx, eax
+  push eax
   call esi
   rdtsc
-  sub eax, ebx
+  sub eax, [esp]
+  add esp, 4
   pop ebx
   ret
 
@@ -229,6 +327,41 @@ syscall_loop:                             ; ring 3
   jnz .loop
   ret
 
+%ifdef PV
+; The PV loops keep ECX free for hypercall arguments (EBP counts) and
+; preserve EBX and ESI, which measure and time_loop use.
+hypercall_loop:                           ; a null hypercall instead of IN
+  push ebx
+  push ebp
+  mov ebp, ITER
+.loop:
+  mov ebx, XENVER_version
+  xor ecx, ecx
+  HYPERCALL xen_version
+  dec ebp
+  jnz .loop
+  pop ebp
+  pop ebx
+  ret
+
+cr_loop:                                  ; MOV CR3 with its own value: NEW_BASEPTR
+  push ebx
+  push esi
+  push ebp
+  mov ebp, ITER
+.loop:
+  mov ebx, cr3_op
+  mov ecx, 1
+  xor edx, edx
+  mov esi, DOMID_SELF
+  HYPERCALL mmuext_op
+  dec ebp
+  jnz .loop
+  pop ebp
+  pop esi
+  pop ebx
+  ret
+%else
 in_loop:
   mov ecx, ITER
 .loop:
@@ -245,6 +378,7 @@ cr_loop:
   dec ecx
   jnz .loop
   ret
+%endif
 
 call_loop:
   mov ecx, ITER
@@ -256,6 +390,48 @@ call_loop:
 just_ret:
   ret
 
+%ifdef PV
+pgfault_loop:
+  push ebx
+  push esi
+  push ebp
+  mov ebp, ITER
+  mov esi, [test_pte]
+  mov esi, [esi]
+  and esi, ~PTE_P
+.loop:
+  mov ebx, test_page                      ; the PTE store (P clear) and INVLPG
+  mov ecx, esi
+  mov edx, UVMF_INVLPG
+  HYPERCALL update_va_mapping
+  mov eax, [test_page]                    ; #PF; the handler sets P and this is retried
+  dec ebp
+  jnz .loop
+  pop ebp
+  pop esi
+  pop ebx
+  ret
+pgfault_base:
+  push ebx
+  push esi
+  push ebp
+  mov ebp, ITER
+  mov esi, [test_pte]
+  mov esi, [esi]
+  or esi, PTE_P
+.loop:
+  mov ebx, test_page
+  mov ecx, esi
+  mov edx, UVMF_INVLPG
+  HYPERCALL update_va_mapping
+  mov eax, [test_page]
+  dec ebp
+  jnz .loop
+  pop ebp
+  pop esi
+  pop ebx
+  ret
+%else
 pgfault_loop:
   mov ecx, ITER
   mov ebx, [test_pte]
@@ -276,6 +452,7 @@ pgfault_base:
   dec ecx
   jnz .loop
   ret
+%endif
 
 divzero_loop:
   mov ecx, ITER
@@ -297,6 +474,45 @@ divzero_base:
   jnz .loop
   ret
 
+%ifdef PV
+ptemod_loop:
+  push ebx
+  push esi
+  push ebp
+  mov ebp, ITER                           ; even: the PTE ends as it started
+  mov esi, [test_pte]
+  mov esi, [esi]
+.loop:
+  xor esi, PTE_W
+  mov ebx, test_page                      ; the store to the live PTE and INVLPG
+  mov ecx, esi
+  mov edx, UVMF_INVLPG
+  HYPERCALL update_va_mapping
+  dec ebp
+  jnz .loop
+  pop ebp
+  pop esi
+  pop ebx
+  ret
+ptemod_base:
+  push ebx
+  push esi
+  push ebp
+  mov ebp, ITER
+  mov esi, [test_pte]
+  mov esi, [esi]
+.loop:
+  xor esi, PTE_W
+  mov ebx, test_page
+  mov ecx, esi
+  mov edx, UVMF_INVLPG
+  dec ebp
+  jnz .loop
+  pop ebp
+  pop esi
+  pop ebx
+  ret
+%else
 ptemod_loop:
   mov ecx, ITER                           ; even: the PTE ends as it started
   mov ebx, [test_pte]
@@ -317,6 +533,7 @@ ptemod_base:
   dec ecx
   jnz .loop
   ret
+%endif
 
 ; ---- ring 3 ----
 user_bench:
@@ -346,14 +563,34 @@ on_divide_error:
 
 on_page_fault:                            ; only test_page may fault, at ring 0: mark it present
   push eax
+%ifdef PV
+  mov eax, [pv_shared_info]               ; CR2 is privileged: Xen copies it to vcpu_info.arch.cr2
+  mov eax, [eax + VCPU_CR2]
+%else
   mov eax, cr2
+%endif
   and eax, ~0xfff
   cmp eax, test_page
   jne .unexpected
   test dword [esp + 4], 4                 ; error code bit 2: from ring 3
   jnz .unexpected
+%ifdef PV
+  push ebx                                ; the PTE is in a read-only page table:
+  push ecx                                ; set P with update_va_mapping
+  push edx
+  mov ecx, [test_pte]
+  mov ecx, [ecx]
+  or ecx, PTE_P
+  mov ebx, test_page
+  xor edx, edx                            ; not present before: nothing to flush
+  HYPERCALL update_va_mapping
+  pop edx
+  pop ecx
+  pop ebx
+%else
   mov eax, [test_pte]
   or dword [eax], PTE_P
+%endif
   pop eax
   add esp, 4                              ; the error code
   iret
@@ -372,8 +609,21 @@ name_syscall:  db "syscall", 0
 msg_done:      db "nanobench: done", 13, 10, 0
 msg_bad_fault: db "nanobench: unexpected page fault", 13, 10, 0
 msg_bad_pte:   db "nanobench: test page PTE not restored", 13, 10, 0
+%ifdef PV
+msg_too_much_ram: db "nanobench: the domain builder's region ends above 4 MiB (boot with less RAM)", 13, 10, 0
+%endif
 
 section .data
+%ifdef PV
+align 4
+trap_table:                               ; the IDT, for set_trap_table
+  TRAP 0, 0, on_divide_error
+  TRAP 14, 0, on_page_fault
+  TRAP 0x80, 3, on_syscall                ; DPL 3, events left alone: Xen's fast system-call trap
+  TRAP 0x81, 3, on_user_done
+  TRAP_TABLE_END
+cr3_op: dd MMUEXT_NEW_BASEPTR, 0, 0       ; struct mmuext_op; arg1 = the page directory's frame
+%else
 align 8
 gdt:
   dq 0
@@ -392,6 +642,7 @@ gdt_end:
 gdt_descriptor:
   dw gdt_end - gdt - 1
   dd gdt
+%endif
 
 section .bss
 alignb 4096
@@ -399,7 +650,9 @@ page_directory: resb 4096
 page_table: resb 4096
 test_page: resb 4096                      ; touched only by pgfault
 alignb 4
+%ifndef PV
 tss: resb 104
+%endif
 kernel_esp: resd 1
 test_pte: resd 1
 user_result: resd 1

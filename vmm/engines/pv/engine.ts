@@ -20,8 +20,9 @@
  *                    the guest's "IF" is evtchn_upcall_mask in shared_info
  *   events           `hostTraps`: every exception and INT n returns here,
  *                    except INT 0x80 when the guest's trap table lets ring
- *                    3 raise it -- then the pCPU's IDT gate goes straight
- *                    to the guest's handler (Xen's fast system call)
+ *                    3 raise it without masking events -- then the pCPU's
+ *                    IDT gate goes straight to the guest's handler (Xen's
+ *                    fast system call, init_int80_direct_trap)
  *
  * What comes back: INT 0x82 from ring 1 is a hypercall; a hidden page fault
  * fills the shadow; every other exception or INT n is *bounced* to the
@@ -49,7 +50,7 @@ import { flatSegment } from "./segments.ts"
 const PF = 14
 const GP = 13
 const SYSCALL_VECTOR = 0x80
-/** The same hidden fault this many times in a row is a hypervisor bug, not progress. */
+/** The same hidden fault this many times in a row, with no instruction retired between, is a bug, not progress. */
 const HIDDEN_RETRIES = 16
 const CR0_GUEST = CR0_MP | CR0_EM | CR0_TS | CR0_NE | CR0_ET
 const EXCEPTION_NAMES = [
@@ -96,7 +97,7 @@ export class PvEngine implements ExecutionEngine, PvVcpu {
   private cpu: Cpu | undefined
   /** INT 0x80 goes straight to the guest (its trap table lets ring 3 raise it). */
   private directSyscall = false
-  private lastFault = { eip: -1, address: -1, count: 0 }
+  private lastFault = { eip: -1, address: -1, instructions: -1, count: 0 }
   private readonly counters = {
     pv_hypercalls: 0,
     pv_bounced_traps: 0,
@@ -125,7 +126,9 @@ export class PvEngine implements ExecutionEngine, PvVcpu {
 
   trapTableChanged(): void {
     const entry = this.trapTable[SYSCALL_VECTOR]
-    this.directSyscall = entry !== undefined && (entry.flags & TI_DPL_MASK) === 3
+    // as Xen's init_int80_direct_trap: a gate cannot mask events, so an entry asking for that is bounced instead
+    this.directSyscall =
+      entry !== undefined && (entry.flags & TI_DPL_MASK) === 3 && (entry.flags & TI_MASK_EVENTS) === 0
     this.domain.region.setDirectGate(
       SYSCALL_VECTOR,
       this.directSyscall && entry !== undefined ? { cs: entry.cs, eip: entry.address } : undefined
@@ -213,7 +216,8 @@ export class PvEngine implements ExecutionEngine, PvVcpu {
     const address = cpu.cr2 >>> 0
     const eip = cpu.eip >>> 0
     const last = this.lastFault
-    const again = last.eip === eip && last.address === address
+    // the same fault right after its fill, nothing retired in between: the fill did not help
+    const again = last.eip === eip && last.address === address && last.instructions === cpu.instructions
     if (again && last.count >= HIDDEN_RETRIES) return false
     const error = cpu.trapError
     const outcome = this.domain.paging.pageFault(address, (error & 2) !== 0, (error & 4) !== 0)
@@ -224,6 +228,7 @@ export class PvEngine implements ExecutionEngine, PvVcpu {
     }
     last.eip = eip
     last.address = address
+    last.instructions = cpu.instructions
     last.count = again ? last.count + 1 : 1
     cpu.flushTlb(false)
     return true

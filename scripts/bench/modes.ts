@@ -10,6 +10,11 @@
  *                 ring 0 (scripts/bench/native.ts)
  *   emu           a VM in pure emulation
  *   bt            a VM under binary translation with shadow page tables
+ *   pv            the image's PV build (nanobench-pv.elf) in a `pv` VM:
+ *                 a paravirtualized kernel at ring 1 making hypercalls; it
+ *                 has no ports, so its `in` row is a null hypercall
+ *                 (marked *), and cr-write, pgfault and ptemod are the
+ *                 hypercalls a PV kernel makes instead
  *   hw-ept-off    a VM on VT-x without EPT (shadow page tables): the
  *                 first-generation VT-x the paper measured
  *   hw            a VM on VT-x with EPT
@@ -30,7 +35,7 @@ import { Effect } from "effect"
 import type { CostProfileName } from "../../hw/machine/config.ts"
 import { costProfiles } from "../../hw/machine/cost-profiles.ts"
 import type { ExecutionMode } from "../../vmm/config.ts"
-import { benchMinios, formatMinios, type MiniosReport } from "./minios.ts"
+import { benchMinios, formatMinios, type MiniosReport, pvBuildOf } from "./minios.ts"
 import { runNative } from "./native.ts"
 import { runBenchVm } from "./vm-run.ts"
 
@@ -40,7 +45,7 @@ export const NANOBENCHMARKS = ["syscall", "in", "cr-write", "call/ret", "pgfault
 export type Nanobenchmark = (typeof NANOBENCHMARKS)[number]
 
 /** The measured configurations, in table and chart order. */
-export const BENCH_MODES = ["native", "emu", "bt", "hw-ept-off", "hw"] as const
+export const BENCH_MODES = ["native", "emu", "bt", "pv", "hw-ept-off", "hw"] as const
 export type BenchMode = (typeof BENCH_MODES)[number]
 
 /**
@@ -60,13 +65,22 @@ export const PAPER: Readonly<Record<Nanobenchmark, string>> = {
 
 export type NanobenchNumbers = Readonly<Partial<Record<Nanobenchmark, number>>>
 
-/** The `nanobench: <name> <ticks>` lines of a COM1 transcript. */
+/**
+ * The `nanobench: <name> <ticks>` lines of a COM1 transcript. The PV build's
+ * `hypercall` line (a null hypercall, in place of `in`) is read as `in`.
+ */
 export const parseNanobench = (serial: string): NanobenchNumbers => {
   const out: Partial<Record<Nanobenchmark, number>> = {}
-  for (const m of serial.matchAll(/^nanobench: (\S+) (\d+)\r?$/gm))
-    if ((NANOBENCHMARKS as ReadonlyArray<string>).includes(m[1]!)) out[m[1] as Nanobenchmark] = Number(m[2])
+  for (const m of serial.matchAll(/^nanobench: (\S+) (\d+)\r?$/gm)) {
+    const name = m[1] === "hypercall" ? "in" : m[1]!
+    if ((NANOBENCHMARKS as ReadonlyArray<string>).includes(name)) out[name as Nanobenchmark] = Number(m[2])
+  }
   return out
 }
+
+/** A table cell: pv's `in` is a null hypercall, marked. */
+const cell = (mode: BenchMode, benchmark: Nanobenchmark, ticks: number | undefined): string =>
+  ticks === undefined ? "-" : mode === "pv" && benchmark === "in" ? `${ticks}*` : String(ticks)
 
 export interface ModesRow {
   readonly mode: BenchMode
@@ -144,13 +158,19 @@ export const runNanobench = (image: Uint8Array, mode: BenchMode, profile: CostPr
 export const benchModes = (options: ModesOptions = {}): Effect.Effect<ModesReport> =>
   Effect.gen(function* () {
     const path = options.image ?? NANOBENCH_IMAGE
-    const image = yield* Effect.try(() => new Uint8Array(readFileSync(path))).pipe(Effect.orDie)
+    const read = (file: string) => Effect.try(() => new Uint8Array(readFileSync(file))).pipe(Effect.orDie)
+    const image = yield* read(path)
+    const modes = options.modes ?? BENCH_MODES
+    // pv runs the PV build of the same source (nanobench-pv.elf)
+    const pvImage = modes.includes("pv") ? yield* read(pvBuildOf(path)) : image
     const profiles = options.profiles ?? (Object.keys(costProfiles) as Array<CostProfileName>)
     const rows: Array<ModesRow> = []
     for (const profile of profiles)
-      for (const mode of options.modes ?? BENCH_MODES) rows.push(yield* runNanobench(image, mode, profile))
+      for (const mode of modes) rows.push(yield* runNanobench(mode === "pv" ? pvImage : image, mode, profile))
     const minios =
-      options.minios === false ? { image: "", rows: [] } : yield* benchMinios({ profiles, modes: ["emu", "bt", "hw"] })
+      options.minios === false
+        ? { image: "", rows: [] }
+        : yield* benchMinios({ profiles, modes: ["emu", "bt", "pv", "hw"] })
     return { image: path, rows, minios }
   })
 
@@ -166,7 +186,7 @@ export const formatModes = (report: ModesReport): string => {
     const header = ["benchmark", ...rows.map((r) => r.mode), "paper native / BT / HW"]
     const body = NANOBENCHMARKS.map((b) => [
       b,
-      ...rows.map((r) => (r.ticks[b] === undefined ? "-" : String(r.ticks[b]))),
+      ...rows.map((r) => cell(r.mode, b, r.ticks[b])),
       PAPER[b]
     ])
     const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)))
@@ -179,6 +199,7 @@ export const formatModes = (report: ModesReport): string => {
       `nanobench, ${profile}: simulated TSC ticks per operation (paper: cycles, ASPLOS 2006 fig. 4)`,
       fmt(header),
       ...body.map(fmt),
+      ...(rows.some((r) => r.mode === "pv") ? ["* pv: a null hypercall (xen_version); a PV guest has no ports"] : []),
       ""
     )
   }
@@ -192,6 +213,7 @@ const MODE_COLOURS: Readonly<Record<BenchMode, string>> = {
   native: "#4d4d4d",
   emu: "#b07aa1",
   bt: "#4e79a7",
+  pv: "#59a14f",
   "hw-ept-off": "#e15759",
   hw: "#f28e2b"
 }
@@ -241,7 +263,7 @@ export const modesSvg = (report: ModesReport): string => {
         const v = row?.ticks[b] ?? 0
         const top_ = y(v, y0)
         parts.push(
-          `<rect x="${gx + m * barW}" y="${top_.toFixed(1)}" width="${barW - 1}" height="${(y0 + plotH - top_).toFixed(1)}" fill="${MODE_COLOURS[mode]}"><title>${escapeXml(`${profile} ${b} ${mode}: ${v}`)}</title></rect>`
+          `<rect x="${gx + m * barW}" y="${top_.toFixed(1)}" width="${barW - 1}" height="${(y0 + plotH - top_).toFixed(1)}" fill="${MODE_COLOURS[mode]}"><title>${escapeXml(`${profile} ${b} ${mode}: ${v}${mode === "pv" && b === "in" ? " (a null hypercall)" : ""}`)}</title></rect>`
         )
       })
       parts.push(

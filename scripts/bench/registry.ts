@@ -128,7 +128,7 @@ export const benchmarks: ReadonlyArray<Benchmark> = [
   benchmark({
     name: "modes",
     description:
-      "the ASPLOS 2006 nanobenchmarks (simulated ticks per op) natively and under emu, bt, hw --ept off and hw, per cost profile, beside the paper's figures; minios per mode",
+      "the ASPLOS 2006 nanobenchmarks (simulated ticks per op) natively and under emu, bt, pv, hw --ept off and hw, per cost profile, beside the paper's figures; minios per mode",
     run: benchModes(),
     format: formatModes,
     headlines: (r) =>

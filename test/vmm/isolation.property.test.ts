@@ -16,6 +16,7 @@ import {
   isolationBaseline,
   isolationSuite
 } from "../../scripts/fuzz/suites/isolation.ts"
+import { pvIsolationSuite } from "../../scripts/fuzz/suites/pv-isolation.ts"
 
 describe("isolation between VMs", () => {
   it("the baseline: each victim prints its own ok<i> and exits 0", async () => {
@@ -36,5 +37,11 @@ describe("isolation between VMs", () => {
     timeout: 120_000
   }, async () => {
     expect(await runCiSized(btIsolationSuite, 0xb7_2026)).toBe(btIsolationSuite.ciRuns)
+  })
+
+  it("a PV guest's random hypercalls, sends and stores change no victim, twice to the same hash (suite pv-isolation)", {
+    timeout: 120_000
+  }, async () => {
+    expect(await runCiSized(pvIsolationSuite, 0x9f_2026)).toBe(pvIsolationSuite.ciRuns)
   })
 })

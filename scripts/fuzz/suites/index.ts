@@ -7,6 +7,7 @@ import { inputsSuite } from "./inputs.ts"
 import { btIsolationSuite, determinismSuite, isolationSuite } from "./isolation.ts"
 import { lifecycleSuite } from "./lifecycle.ts"
 import { memorySuite } from "./memory.ts"
+import { pvIsolationSuite } from "./pv-isolation.ts"
 import { virtioSuite } from "./virtio.ts"
 
 export const fuzzSuites: ReadonlyArray<RunnableSuite> = [
@@ -14,6 +15,7 @@ export const fuzzSuites: ReadonlyArray<RunnableSuite> = [
   runnable(isolationSuite),
   runnable(determinismSuite),
   runnable(btIsolationSuite),
+  runnable(pvIsolationSuite),
   runnable(memorySuite),
   runnable(lifecycleSuite),
   runnable(devicesSuite),

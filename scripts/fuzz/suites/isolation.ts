@@ -82,7 +82,12 @@ const fingerprint = (vm: VirtualMachine, console: string) => {
 type Fingerprint = ReturnType<typeof fingerprint>
 
 /** One host: four victims and the hostile VM, 5 ms of virtual time; the victims' fingerprints and the host's state hash. */
-export const runIsolationHost = (hostile: BootPayload, hostileMode: ExecutionMode = "hw") => {
+export const runIsolationHost = (
+  hostile: BootPayload,
+  hostileMode: ExecutionMode = "hw",
+  /** Called with the hostile VM before anything runs (e.g. to give it a disk). */
+  setup?: (vm: VirtualMachine) => void
+) => {
   const machine = new Machine(
     Effect.runSync(decodeMachineConfig("fuzz host", JSON.stringify({ ...defaultMachineConfig, ramMiB: 96 })))
   )
@@ -98,10 +103,11 @@ export const runIsolationHost = (hostile: BootPayload, hostileMode: ExecutionMod
         })
       )
     }
-    yield* createVm({ ...defaultVmConfig("hostile", "inline"), mode: hostileMode }, hostile, {
+    const hostileVm = yield* createVm({ ...defaultVmConfig("hostile", "inline"), mode: hostileMode }, hostile, {
       console: () => {},
       ports: debugPorts
     })
+    setup?.(hostileVm)
     // victims finish in microseconds; a hostile VM that never halts runs every cycle of the 5 ms
     yield* (yield* Worlds).runFor(5_000_000)
     return {
@@ -173,9 +179,17 @@ export const btIsolationSuite: FuzzSuite<HostileProgram> = {
 }
 
 /** Run the hostile program in `hostileMode` next to the victims; throw if a victim differs from the baseline. */
-const checkIsolation = async (bytes: Uint8Array, mode: GuestMode, hostileMode: ExecutionMode): Promise<string> => {
+const checkIsolation = (bytes: Uint8Array, mode: GuestMode, hostileMode: ExecutionMode): Promise<string> =>
+  checkVictims(payload(bytes, mode), hostileMode)
+
+/** Run `hostile` in `hostileMode` next to the victims; throw if a victim differs from the baseline. Its host hash. */
+export const checkVictims = async (
+  hostile: BootPayload,
+  hostileMode: ExecutionMode,
+  setup?: (vm: VirtualMachine) => void
+): Promise<string> => {
   const expected = await isolationBaseline()
-  const run = await Effect.runPromise(runIsolationHost(payload(bytes, mode), hostileMode))
+  const run = await Effect.runPromise(runIsolationHost(hostile, hostileMode, setup))
   const got = run.victims
   for (const [i, victimPrint] of got.entries()) {
     for (const key of Object.keys(victimPrint) as Array<keyof Fingerprint>) {

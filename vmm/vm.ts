@@ -271,6 +271,12 @@ export const createVm = (
             : `VM ${config.name}: the image is a paravirtualized (Xen) kernel: it runs in mode "pv" only`
         )
       )
+    if (pv && config.vcpus > 1)
+      return yield* Effect.fail(
+        new VmError(
+          `VM ${config.name}: mode "pv" runs one vCPU per domain (VCPUOP_initialise is not built), not ${config.vcpus}`
+        )
+      )
     const host = yield* KernelHost
     const memory = yield* MachineMemory
     const worlds = yield* Worlds

@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Result } from "effect"
 import { Kernel } from "../../../kernel/boot.ts"
+import { Worlds } from "../../../kernel/sched/runtime.ts"
 import { planGuests } from "../../../scripts/boot/images.ts"
 import { defaultVmConfig } from "../../../vmm/config.ts"
 import { planXenPvLoad } from "../../../vmm/loader/xen-pv.ts"
@@ -423,6 +424,46 @@ describe("pv: what is and is not a PV kernel", () => {
     })
   )
 
+  it.effect("a PV VM resets to the builder's state: the same image runs again from its start", () =>
+    Effect.gen(function* () {
+      let out = ""
+      const planned = planXenPvLoad(
+        pvImage(`
+  mov ebx, 1                        ; bind VIRQ_TIMER, then say so and block for good
+  mov dword [scratch], 0
+  mov dword [scratch + 4], 0
+  mov ecx, scratch
+  hypercall 32
+  mov eax, [scratch + 8]
+  add al, '0'
+  mov [port_text], al
+  mov ebx, 0
+  mov ecx, 7
+  mov edx, text
+  hypercall 18
+  mov ebx, 1
+  hypercall 29
+  jmp $
+text: db "port "
+port_text: db "?", 10
+`),
+        { ramBytes: 16 * MIB, cmdline: "" }
+      )
+      if (Result.isFailure(planned)) throw new Error(planned.failure.message)
+      const vm = yield* createVm(pvConfig("reset"), planned.success, {
+        console: (b) => (out += String.fromCharCode(b))
+      })
+      const worlds = yield* Worlds
+      yield* worlds.runFor(5_000_000)
+      vm.reset()
+      yield* worlds.runFor(5_000_000)
+      // after the reset the first free port is the same again: the domain's event channels started over
+      expect(out).toBe("port 3\nport 3\n")
+      expect(vm.ended).toBeUndefined()
+      expect(vm.resets).toBe(1)
+    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
+  )
+
   it.effect("createVm refuses a payload that does not match the mode, before anything starts", () =>
     Effect.gen(function* () {
       const planned = planXenPvLoad(pvImage("hlt"), { ramBytes: 16 * MIB, cmdline: "" })
@@ -434,6 +475,10 @@ describe("pv: what is and is not a PV kernel", () => {
       const { registers, writes } = planned.success
       const pv = yield* Effect.flip(createVm(pvConfig("plain-in-pv"), { registers, writes }, { console: () => {} }))
       expect(pv.message).toContain('mode "pv" runs paravirtualized (Xen) kernels only')
+      const smp = yield* Effect.flip(
+        createVm({ ...pvConfig("pv-smp"), vcpus: 2 }, planned.success, { console: () => {} })
+      )
+      expect(smp.message).toContain('mode "pv" runs one vCPU per domain')
     }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 })

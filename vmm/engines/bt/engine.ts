@@ -58,6 +58,7 @@ import { ActivityState, cloneGuestRegisters, Interruptibility, type Vmcs } from 
 import { End, type ExitAction, type ExitContext, Halt, Resume, Yield } from "../../exits/types.ts"
 import type { FaultOutcome } from "../../shadow/shadow-mmu.ts"
 import type { ExecutionEngine } from "../engine.ts"
+import { runUntilTrap } from "../host-traps.ts"
 import type { HwEngineHost } from "../hw.ts"
 import type { BtMonitor } from "./monitor.ts"
 import { enterPcpu, savePcpu } from "./pcpu-state.ts"
@@ -190,22 +191,12 @@ export class BtEngine implements ExecutionEngine {
       eip = tc
     }
     this.loadPcpu(cpu, eip, root, user)
-    const perInstruction = Math.max(1, cpu.maxOpCycles)
     for (;;) {
-      const left = deadline - cpu.cycles
-      if (left <= 0) {
+      const exit = runUntilTrap(cpu, deadline, this.hooks.retired)
+      if (exit === RunExit.Budget) {
         this.leavePcpu(cpu)
         return undefined
       }
-      const before = cpu.instructions
-      let exit: RunExit = cpu.run(Math.max(1, Math.floor(left / perInstruction)))
-      this.hooks.retired(cpu.instructions - before)
-      if (exit === RunExit.Budget && cpu.exitCode >= 0) {
-        // the budget's last instruction trapped (its trap waits for the next event check): it is this run's
-        exit = cpu.exitCode as RunExit
-        cpu.exitCode = -1
-      }
-      if (exit === RunExit.Budget) continue
       if (exit !== RunExit.Trap) {
         this.leavePcpu(cpu)
         return End({ _tag: "Failed", message: `bt: the pCPU stopped unexpectedly (run exit ${exit})` })

@@ -39,6 +39,7 @@ import { type CpuState, Flag, RunExit } from "../../../hw/cpu/state.ts"
 import { ActivityState, cloneGuestRegisters, type Vmcs } from "../../../hw/cpu/vmx/vmcs.ts"
 import { End, type ExitAction, type ExitContext, Halt, Resume, Yield } from "../../exits/types.ts"
 import type { ExecutionEngine } from "../engine.ts"
+import { runUntilTrap } from "../host-traps.ts"
 import type { HwEngineHost } from "../hw.ts"
 import { HYPERCALL_VECTOR, TI_DPL_MASK, TI_MASK_EVENTS, VcpuInfo, VIRQ_TIMER } from "./abi.ts"
 import type { PvDomain } from "./domain.ts"
@@ -186,21 +187,12 @@ export class PvEngine implements ExecutionEngine, PvVcpu {
     if (typeof root !== "number")
       return End({ _tag: "Failed", message: `pv: no memory for shadow page tables: ${root.message}` })
     this.enter(cpu, root)
-    const perInstruction = Math.max(1, cpu.maxOpCycles)
     for (;;) {
-      const left = deadline - cpu.cycles
-      if (left <= 0) {
+      const exit = runUntilTrap(cpu, deadline, this.hooks.retired)
+      if (exit === RunExit.Budget) {
         this.leave(cpu)
         return undefined
       }
-      const before = cpu.instructions
-      let exit: RunExit = cpu.run(Math.max(1, Math.floor(left / perInstruction)))
-      this.hooks.retired(cpu.instructions - before)
-      if (exit === RunExit.Budget && cpu.exitCode >= 0) {
-        exit = cpu.exitCode as RunExit
-        cpu.exitCode = -1
-      }
-      if (exit === RunExit.Budget) continue
       if (exit !== RunExit.Trap) {
         this.leave(cpu)
         return End({ _tag: "Failed", message: `pv: the pCPU stopped unexpectedly (run exit ${exit})` })

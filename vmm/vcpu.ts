@@ -67,6 +67,8 @@ export interface VcpuHost {
   readonly engine?: (context: ExitContext, hooks: HwEngineHost) => ExecutionEngine
   /** `hw` mode without EPT: the VM's shadow page tables (the vCPU's exit context gets its side of them). */
   readonly shadow?: VmShadowPaging
+  /** Cycles of device-model work per access to one of the VM's devices (cost profile `deviceModel`). */
+  readonly deviceModelCycles?: number
 }
 
 export class Vcpu {
@@ -190,7 +192,11 @@ export class Vcpu {
       // its timer interrupts on time, not only at the end of the quantum
       const untilDevice = Number.isFinite(deadline) ? host.cyclesOf(Math.max(0, deadline - now)) : left
       // the guest's TSC follows the VM's clock, whichever pCPU it runs on (TSC offsetting, SDM 3C 26.3)
+      const accesses = host.platform.ports.accesses + host.platform.mmio.accesses
       const action = this.engine.run(cpu, Math.min(left, untilDevice), host.cyclesOf(now))
+      // the device models' own work for the accesses of this run, whichever way they reached them
+      cpu.cycles +=
+        (host.platform.ports.accesses + host.platform.mmio.accesses - accesses) * (host.deviceModelCycles ?? 0)
       if (action === undefined) continue
       switch (action._tag) {
         case "Resume":

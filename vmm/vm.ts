@@ -423,6 +423,7 @@ export const createVm = (
         wakeAt: (index, at) => worlds.timerAtUnsafe(at, () => worlds.wakeUnsafe(machineVm.worlds[index]!)),
         afterExit: () => machineVm.afterExit(),
         observeExit: (index, exited) => machineVm.onExit?.(index, exited),
+        deviceModelCycles: machine.profile.deviceModel,
         ...(shadow === undefined ? {} : { shadow }),
         ...(monitor === undefined ? {} : { engine: (context, hooks) => new BtEngine(monitor, context, hooks) }),
         ...(emuVm === undefined ? {} : { engine: (context, hooks) => new EmuEngine(context, hooks, emuVm) }),

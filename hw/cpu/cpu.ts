@@ -244,6 +244,12 @@ export class Cpu {
    */
   directSoftwareVector = -1
   /**
+   * Cycles each IN/OUT/INS/OUTS that reaches `io` costs on top of its instruction: the bus and device
+   * latency of physical ports (cost profile `portLatency`, set on the machine's pCPUs); 0 for a CPU whose
+   * ports are a VM's device models (the instruction emulator, `emu`'s software CPUs).
+   */
+  portLatency = 0
+  /**
    * A CPU whose physical address space is not machine memory (the `emu` engine's per-vCPU CPU, vmm/engines/
    * emu.ts, whose "physical" memory is a VM's guest-physical space): the machine page backing physical page
    * `page`, indexed in `ram` as usual, or -1 when the page is not RAM (its accesses go to `mem.read` /

@@ -36,6 +36,8 @@ export class Bus {
   private readonly mappings: Array<Mapping> = []
   unmappedReads = 0
   unmappedWrites = 0
+  /** Every read and write, mapped or not (a VM's device-model work is charged per access). */
+  accesses = 0
 
   constructor(name: string) {
     this.name = name
@@ -62,6 +64,7 @@ export class Bus {
   }
 
   read(address: number, size: AccessSize): number {
+    this.accesses++
     const m = this.find(address)
     if (m === undefined) {
       this.unmappedReads++
@@ -71,6 +74,7 @@ export class Bus {
   }
 
   write(address: number, size: AccessSize, value: number): void {
+    this.accesses++
     const m = this.find(address)
     if (m === undefined) this.unmappedWrites++
     else m.device.write(address - m.base, size, value)

@@ -184,11 +184,7 @@ export const formatModes = (report: ModesReport): string => {
   for (const profile of profilesOf(report)) {
     const rows = report.rows.filter((r) => r.profile === profile)
     const header = ["benchmark", ...rows.map((r) => r.mode), "paper native / BT / HW"]
-    const body = NANOBENCHMARKS.map((b) => [
-      b,
-      ...rows.map((r) => cell(r.mode, b, r.ticks[b])),
-      PAPER[b]
-    ])
+    const body = NANOBENCHMARKS.map((b) => [b, ...rows.map((r) => cell(r.mode, b, r.ticks[b])), PAPER[b]])
     const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)))
     const fmt = (row: ReadonlyArray<string>) =>
       row

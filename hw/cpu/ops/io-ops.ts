@@ -29,6 +29,7 @@ function portIn(c: Cpu, port: number, size: AccessSize, immediate: boolean): voi
   checkIoPermission(c, port, size)
   if (checkIoExit(c, port, size, true, false, immediate)) return
   const v = c.io.in(port, size)
+  c.cycles += c.portLatency
   c.setReg(size, 0, v)
 }
 
@@ -37,6 +38,7 @@ function portOut(c: Cpu, port: number, size: AccessSize, immediate: boolean): vo
   if (checkIoExit(c, port, size, false, false, immediate)) return
   const v = c.getReg(size, 0)
   c.io.out(port, size, size === 4 ? v >>> 0 : v)
+  c.cycles += c.portLatency
 }
 
 export function installIo(one: Array<Op>): void {

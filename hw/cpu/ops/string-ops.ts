@@ -75,12 +75,14 @@ function step(c: Cpu, kind: number, size: AccessSize, delta: number): void {
       const lin = c.linW(ES, index(c, EDI), size)
       c.xlate(lin, Access.Write, c.cpl === 3)
       c.stSize(lin, size, c.io.in(c.r16[4]!, size))
+      c.cycles += c.portLatency
       advance(c, EDI, delta)
       return
     }
     default: {
       const v = c.ldSize(c.linR(src, index(c, ESI), size), size)
       c.io.out(c.r16[4]!, size, size === 4 ? v >>> 0 : v)
+      c.cycles += c.portLatency
       advance(c, ESI, delta)
     }
   }

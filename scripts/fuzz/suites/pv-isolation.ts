@@ -236,7 +236,7 @@ export const pvIsolationSuite: FuzzSuite<PvProgram> = {
             return `  mov dword [${hex(s.address)}], ${hex(s.value)}`
           case "int":
             return `  int ${hex(s.vector)}`
-          case "bytes":
+          default:
             return `  db ${s.bytes.map(hex).join(", ")}`
         }
       })

@@ -110,6 +110,7 @@ export function enterPcpu(cpu: Cpu, v: CpuState, phys: CpuState, entry: PcpuEntr
   p.a20 = true
   cpu.loadRegisters(p)
   cpu.hostTraps = true
+  cpu.directSoftwareVector = -1 // every INT n comes to the monitor (a pv guest's direct gate is not ours)
   cpu.tscOffset = entry.tscOffset
   cpu.flushTlb(false)
 }

@@ -123,12 +123,6 @@ export const boot = Command.make(
       )
       // a config's disks are datastore files: checked before anything starts (no path may leave the datastore)
       for (const guest of guests) {
-        // a PV guest's devices are Xen split drivers: the block back end exists, the network one not yet
-        const nics = guest.config?.nics.length ?? (o.net ? 1 : 0)
-        if ((guest.config?.mode ?? o.mode) === "pv" && nics > 0)
-          problems.push(
-            `${guest.path}: VM ${guest.name} is paravirtualized (pv), and pv mode has no network back end yet`
-          )
         const disks = guest.config?.disks ?? []
         if (disks.length > 0 && o.disk._tag === "None")
           problems.push(

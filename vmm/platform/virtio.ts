@@ -27,9 +27,10 @@ export const addVirtioDevices = (vm: VirtualMachine, attachments: VirtioAttachme
   const transports: Array<VirtioMmio> = []
   const domain = vm.pvDomain
   if (domain !== undefined) {
-    // a paravirtualized guest gets its disks through Xen's split block driver instead (vmm/engines/pv/blkback.ts)
-    if ((attachments.nics ?? []).length > 0) throw new Error(`VM ${vm.name}: pv mode has no network back end yet`)
+    // a paravirtualized guest gets its disks and NICs through Xen's split block and network drivers instead
+    // (vmm/engines/pv/blkback.ts, netback.ts)
     for (const store of attachments.disks ?? []) domain.attachDisk(store)
+    for (const nic of attachments.nics ?? []) domain.attachNic(nic.port, nic.mac)
     return transports
   }
   const add = (device: VirtioBlk | VirtioNet) => {

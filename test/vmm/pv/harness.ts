@@ -71,8 +71,19 @@ export const pvConfig = (name: string, memoryMiB = 16): VmConfig => ({
   memoryMiB
 })
 
-/** Build `source` as a PV domain and run it for up to `ns` of virtual time on a fresh host. */
-export const runPv = (source: string, options: { readonly ns?: number; readonly memoryMiB?: number } = {}) => {
+/**
+ * Build `source` as a PV domain and run it for up to `ns` of virtual time on a fresh host; `attach` may
+ * give the domain devices (back ends) before it starts, `after` look at it while the host still exists.
+ */
+export const runPv = (
+  source: string,
+  options: {
+    readonly ns?: number
+    readonly memoryMiB?: number
+    readonly attach?: (vm: VirtualMachine) => void
+    readonly after?: (vm: VirtualMachine) => void
+  } = {}
+) => {
   let out = ""
   const memoryMiB = options.memoryMiB ?? 16
   const planned = planXenPvLoad(pvImage(source), { ramBytes: memoryMiB * 1024 * 1024, cmdline: "" })
@@ -81,7 +92,9 @@ export const runPv = (source: string, options: { readonly ns?: number; readonly 
     const vm: VirtualMachine = yield* createVm(pvConfig("pv-test", memoryMiB), planned.success, {
       console: (b) => (out += String.fromCharCode(b))
     })
+    options.attach?.(vm)
     yield* (yield* Worlds).runFor(options.ns ?? 50_000_000)
+    options.after?.(vm)
     return { vm, out, stats: vm.engineStats() }
   }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
 }

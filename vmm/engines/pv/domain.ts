@@ -1,8 +1,9 @@
 /**
  * A `pv` domain: what the vCPUs of one paravirtualized VM share -- the
  * hypervisor's region and the shadow page tables its auto-translated page
- * tables run on, its grant table (grant-table.ts), xenstore (xenstore.ts)
- * and block back ends (blkback.ts), its event channels (xen/include/public/event_channel.h,
+ * tables run on, its grant table (grant-table.ts), xenstore (xenstore.ts),
+ * block back ends (blkback.ts) and network back ends (netback.ts), its
+ * event channels (xen/include/public/event_channel.h,
  * the 2-level ABI: `evtchn_pending` / `evtchn_mask` in shared_info, the
  * per-vCPU `evtchn_pending_sel` and `evtchn_upcall_pending`), its console
  * ring's back end (io/console.h) and the checks page-table updates get.
@@ -12,13 +13,15 @@
  * them: everything read from them is treated as untrusted numbers, and a
  * broken ring is drained and dropped, never followed.
  */
+import type { NetPort } from "../../../kernel/vswitch/vswitch.ts"
 import type { GuestPhysical } from "../../guest-memory.ts"
 import type { PvBootInfo } from "../../loader/xen-pv.ts"
 import type { VmShadowPaging } from "../../shadow/vmx-shadow-paging.ts"
 import type { BlockStore } from "../../virtio/blk.ts"
 import { Console, Errno, NR_EVENT_CHANNELS, NR_VIRQS, SharedInfo, VcpuInfo } from "./abi.ts"
-import { BlkBack } from "./blkback.ts"
+import { BlkBack, type BlkBackHost } from "./blkback.ts"
 import { GrantTable } from "./grant-table.ts"
+import { NetBack } from "./netback.ts"
 import type { PvRegion } from "./region.ts"
 import { XenStore } from "./xenstore.ts"
 
@@ -49,6 +52,7 @@ export class PvDomain {
   readonly grants: GrantTable
   readonly store: XenStore
   private readonly disks: Array<BlkBack> = []
+  private readonly vifs: Array<NetBack> = []
   /** Counters for the boot summary. */
   private readonly counts = { pv_events_sent: 0, pv_console_bytes: 0 }
 
@@ -74,19 +78,27 @@ export class PvDomain {
     this.store.set(`${this.store.home}/name`, "guest")
   }
 
-  /** Counters for the boot summary (the block back ends' summed). */
+  /** Counters for the boot summary (the block and network back ends' summed). */
   get stats(): Record<string, number> {
     const out: Record<string, number> = { ...this.counts }
     if (this.disks.length > 0) {
       out.pv_blk_requests = this.disks.reduce((n, d) => n + d.stats.requests, 0)
       out.pv_blk_errors = this.disks.reduce((n, d) => n + d.stats.errors, 0)
     }
+    if (this.vifs.length > 0) {
+      const sum = (key: keyof NetBack["stats"]) => this.vifs.reduce((n, v) => n + v.stats[key], 0)
+      out.pv_net_tx_frames = sum("txFrames")
+      out.pv_net_tx_errors = sum("txErrors")
+      out.pv_net_rx_frames = sum("rxFrames")
+      out.pv_net_rx_dropped = sum("rxDropped")
+      out.pv_net_rx_errors = sum("rxErrors")
+    }
     return out
   }
 
-  /** Give the guest a virtual block device (vbd 768, 832, ...: xvda, xvdb) backed by `disk`. */
-  attachDisk(disk: BlockStore): void {
-    const host = {
+  /** What a back end in the hypervisor reaches the guest through. */
+  private backendHost(): BlkBackHost {
+    return {
       guest: this.guest,
       grants: this.grants,
       store: this.store,
@@ -97,7 +109,16 @@ export class PvDomain {
       },
       notify: (port: number) => this.raise(port)
     }
-    this.disks.push(new BlkBack(host, disk, 768 + 64 * this.disks.length))
+  }
+
+  /** Give the guest a virtual block device (vbd 768, 832, ...: xvda, xvdb) backed by `disk`. */
+  attachDisk(disk: BlockStore): void {
+    this.disks.push(new BlkBack(this.backendHost(), disk, 768 + 64 * this.disks.length))
+  }
+
+  /** Give the guest a virtual NIC (vif 0, 1, ...) with address `mac` (6 bytes), plugged into `port`. */
+  attachNic(port: NetPort, mac: ArrayLike<number>): void {
+    this.vifs.push(new NetBack(this.backendHost(), port, mac, this.vifs.length))
   }
 
   /** Back to the builder's state (the VM was reset and its image, shared_info included, rewritten). */
@@ -109,6 +130,7 @@ export class PvDomain {
     this.store.clear()
     this.store.set(`${this.store.home}/name`, "guest")
     for (const disk of this.disks) disk.publish()
+    for (const vif of this.vifs) vif.publish()
     for (const virqs of this.virqs) virqs.fill(0)
     this.writeTimeInfo(this.clockHz)
   }

@@ -287,7 +287,10 @@ export class PvDomain {
 
   // ---- the console's back end ----
 
-  /** Copy what the guest produced in the ring's `out` half to the VM's console (io/console.h). */
+  /**
+   * Copy what the guest produced in the ring's `out` half to the VM's console (io/console.h), then
+   * notify the console's event channel: its virtual interrupt.
+   */
   drainConsole(): void {
     const g = this.guest
     const page = this.info.consolePage
@@ -301,6 +304,8 @@ export class PvDomain {
       this.counts.pv_console_bytes += count
     }
     g.writeValue(page + Console.out_cons, 4, prod)
+    // as xenconsoled does: the console's event channel tells the guest the ring has room again
+    if (count > 0) this.raise(this.info.consoleEvtchn)
   }
 
   /** console_io(CONSOLEIO_write). */

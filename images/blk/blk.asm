@@ -153,27 +153,6 @@ blkfront_connect:
   call xs_write
   ret
 
-; to_decimal: the decimal text of EAX at EDI, NUL-terminated. Clobbers EAX, ECX, EDX, EDI.
-to_decimal:
-  push ebx
-  mov ebx, 10
-  xor ecx, ecx
-.digit:
-  xor edx, edx
-  div ebx
-  add dl, '0'
-  push edx
-  inc ecx
-  test eax, eax
-  jnz .digit
-.store:
-  pop eax
-  stosb
-  loop .store
-  mov byte [edi], 0
-  pop ebx
-  ret
-
 ; request: EAX = BLKIF_OP_READ (T_IN) or BLKIF_OP_WRITE (T_OUT) of sector 0 into
 ; or from the granted `sector` page: one blkif_request on the ring, a notify on
 ; the event channel, then the response's status.

@@ -275,27 +275,6 @@ hex_nibble:
   stc
   ret
 
-; to_decimal: the decimal text of EAX at EDI, NUL-terminated. Clobbers EAX, ECX, EDX, EDI.
-to_decimal:
-  push ebx
-  mov ebx, 10
-  xor ecx, ecx
-.digit:
-  xor edx, edx
-  div ebx
-  add dl, '0'
-  push edx
-  inc ecx
-  test eax, eax
-  jnz .digit
-.store:
-  pop eax
-  stosb
-  loop .store
-  mov byte [edi], 0
-  pop ebx
-  ret
-
 ; send: one netif_tx_request for the frame in the granted transmit page, a
 ; notify on the event channel, then its response must be NETIF_RSP_OKAY.
 ; Clobbers EAX, EBX, ECX, EDX.

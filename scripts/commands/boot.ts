@@ -123,6 +123,9 @@ export const boot = Command.make(
       )
       // a config's disks are datastore files: checked before anything starts (no path may leave the datastore)
       for (const guest of guests) {
+        const vcpus = guest.config?.vcpus ?? o.vcpus
+        if ((guest.config?.mode ?? o.mode) === "pv" && vcpus > 1)
+          problems.push(`${guest.path}: VM ${guest.name}: pv mode runs one vCPU per domain, not ${vcpus}`)
         const disks = guest.config?.disks ?? []
         if (disks.length > 0 && o.disk._tag === "None")
           problems.push(

@@ -70,6 +70,13 @@ describe("pv: the PV builds of the images", () => {
     expect(second.stdout).toMatch(/pv_blk_requests=3/)
   })
 
+  it("a pv VM with two vCPUs is refused before anything starts", () => {
+    const r = cli("boot", "--mode", "pv", "--vcpus", "2", "images/hello/hello-pv.elf")
+    expect(r.status).toBe(2)
+    expect(r.stderr).toContain("VM hello-pv: pv mode runs one vCPU per domain, not 2")
+    expect(r.stdout).toBe("")
+  })
+
   it("a PV image in another mode is refused with the reason, exit 2, nothing started", () => {
     for (const mode of ["hw", "bt", "emu"]) {
       const r = cli("boot", "--mode", mode, "images/hello/hello-pv.elf")

@@ -19,7 +19,7 @@ import { CR0_PE } from "../../hw/cpu/regs.ts"
 import { RunExit } from "../../hw/cpu/state.ts"
 import { INTR_INFO_VALID } from "../../hw/cpu/vmx/exit-reasons.ts"
 import { PREEMPTION_TIMER_RATE, type Vmcs } from "../../hw/cpu/vmx/vmcs.ts"
-import { vmenter } from "../../hw/cpu/vmx/vmx.ts"
+import { invvpidSingleContext, vmenter } from "../../hw/cpu/vmx/vmx.ts"
 import { dispatchExit } from "../exits/dispatch.ts"
 import { End, type ExitAction, type ExitContext, Halt } from "../exits/types.ts"
 import type { VcpuShadowPaging } from "../shadow/vmx-shadow-paging.ts"
@@ -47,6 +47,8 @@ export class HwEngine implements ExecutionEngine {
   private readonly shadow: VcpuShadowPaging | undefined
   /** Guest instructions run in the emulator because VM entry could not run them (real mode without EPT). */
   private emulatedInstructions = 0
+  /** The pCPU this vCPU last entered on (a move to another one invalidates its VPID there). */
+  private lastCpu: Cpu | undefined = undefined
 
   constructor(context: ExitContext, host: HwEngineHost) {
     this.vmcs = context.vmcs
@@ -67,6 +69,11 @@ export class HwEngine implements ExecutionEngine {
       const failed = shadow.enter()
       if (failed !== undefined)
         return End({ _tag: "Failed", message: `no machine memory for shadow page tables: ${failed.message}` })
+    }
+    if (cpu !== this.lastCpu) {
+      // a different pCPU than last time: what it cached for this VPID is stale (KVM's vmx_vcpu_load)
+      if (this.lastCpu !== undefined && vmcs.controls.vpid !== 0) invvpidSingleContext(cpu, vmcs.controls.vpid)
+      this.lastCpu = cpu
     }
     vmcs.controls.preemptionTimer = Math.max(1, Math.floor(cycles / 2 ** PREEMPTION_TIMER_RATE))
     vmcs.controls.tscOffset = guestTsc - cpu.cycles

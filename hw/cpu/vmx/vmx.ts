@@ -43,6 +43,19 @@ import {
 const tlbTag = (vpid: number, eptp: number): number => (vpid & 0xffff) * 2 ** 32 + (eptp >>> 0) + 1
 
 /**
+ * INVVPID, single-context type (SDM 3C 30.3 "INVVPID"; 29.4.3.3): drop every
+ * translation this pCPU cached for VPID `vpid`, under any EPTP. A VMM does
+ * it when a vCPU comes to a pCPU other than the one it last ran on: this
+ * pCPU may still hold translations of the vCPU's address spaces from
+ * before, which its page-table changes on the other pCPU never reached
+ * (KVM's vmx_vcpu_load).
+ */
+export function invvpidSingleContext(c: Cpu, vpid: number): void {
+  const want = vpid & 0xffff
+  c.flushTlbSets((tag) => tag !== 0 && Math.floor((tag - 1) / 2 ** 32) === want)
+}
+
+/**
  * Raise a VM exit from inside an instruction: the instruction does not
  * complete; RIP stays at its first byte; the instruction length is what has
  * been decoded so far.

@@ -454,6 +454,7 @@ export const createVm = (
       for (const w of machineVm.worlds) worlds.wakeUnsafe(w)
     }
     machineVm.wake = (index) => worlds.wakeUnsafe(machineVm.worlds[index]!)
+    if (domain !== undefined) domain.onEvent = (index) => machineVm.wake(index)
     machineVm.payload = payload
     machineVm.state = "running"
     yield* Effect.addFinalizer(() =>

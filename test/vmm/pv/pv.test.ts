@@ -464,6 +464,44 @@ port_text: db "?", 10
     }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
   )
 
+  it.effect("an event raised from outside its run wakes a vCPU blocked in SCHEDOP_block (no timer set)", () =>
+    Effect.gen(function* () {
+      let out = ""
+      const planned = planXenPvLoad(
+        pvImage(`
+  mov word [scratch], DOMID_SELF    ; alloc_unbound {dom, remote_dom 0, port out}: port 3
+  mov word [scratch + 2], 0
+  mov ebx, 6
+  mov ecx, scratch
+  hypercall 32
+  mov ebx, FLAT_RING1_CS
+  mov ecx, on_event
+  mov edx, FLAT_RING1_CS
+  mov esi, on_event
+  hypercall 4
+  print "blocked "
+  mov ebx, 1
+  hypercall 29                      ; SCHEDOP_block, nothing armed
+  jmp $
+on_event:
+  print "woken"
+  shutdown 0
+`),
+        { ramBytes: 16 * MIB, cmdline: "" }
+      )
+      if (Result.isFailure(planned)) throw new Error(planned.failure.message)
+      const vm = yield* createVm(pvConfig("wake"), planned.success, { console: (b) => (out += String.fromCharCode(b)) })
+      const worlds = yield* Worlds
+      yield* worlds.runFor(5_000_000)
+      expect(out).toBe("blocked ")
+      // a back end's notification, made outside the guest's own run (as a frame from another VM arrives)
+      vm.pvDomain!.raise(3)
+      yield* worlds.runFor(5_000_000)
+      expect(out).toBe("blocked woken")
+      expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
+  )
+
   it.effect("createVm refuses a payload that does not match the mode, before anything starts", () =>
     Effect.gen(function* () {
       const planned = planXenPvLoad(pvImage("hlt"), { ramBytes: 16 * MIB, cmdline: "" })

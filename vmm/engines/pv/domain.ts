@@ -217,7 +217,13 @@ export class PvDomain {
     if ((sel & selBit) !== 0) return
     g.writeValue(info + VcpuInfo.evtchn_pending_sel, 4, (sel | selBit) >>> 0)
     g.writeValue(info + VcpuInfo.evtchn_upcall_pending, 1, 1)
+    // a vCPU blocked in SCHEDOP_block sleeps in the scheduler: an event from outside its own run (another
+    // VM's frame through the vSwitch) must wake it
+    this.onEvent(vcpu)
   }
+
+  /** Set by createVm: wake vCPU `index`'s world (an event became pending for it). */
+  onEvent: (index: number) => void = () => {}
 
   /** EVTCHNOP_unmask: clear the mask bit; a port already pending is delivered now. */
   unmask(port: number): number {

@@ -455,6 +455,14 @@ export const createVm = (
     }
     machineVm.wake = (index) => worlds.wakeUnsafe(machineVm.worlds[index]!)
     if (domain !== undefined) domain.onEvent = (index) => machineVm.wake(index)
+    // an interrupt raised from outside the VM's own run (a frame from another VM through the vSwitch, a disk
+    // completing) wakes a vCPU halted waiting for it, as the LAPIC's INTR would a real CPU in HLT
+    platform.addIrqSink((_line, level) => {
+      if (!level) return
+      machineVm.vcpus.forEach((vcpu, i) => {
+        if (vcpu.halted && !vcpu.waitingForSipi && platform.hasInterrupt(i)) machineVm.wake(i)
+      })
+    })
     machineVm.payload = payload
     machineVm.state = "running"
     yield* Effect.addFinalizer(() =>

@@ -1,20 +1,23 @@
 /**
  * A vCPU: one world of the scheduler, running its guest on whichever pCPU
  * the scheduler picks through its execution engine (engines/engine.ts:
- * `hw` = vmenter and VM exits, `bt` = binary translation, `emu` = a software
- * CPU of the VM). The loop of one
- * quantum, as Firecracker's vCPU run loop:
+ * `hw` = vmenter and VM exits, `bt` = binary translation, `pv` = a
+ * paravirtualized kernel making hypercalls, `emu` = a software CPU of the
+ * VM). The loop of one quantum, as Firecracker's vCPU run loop:
  *
- *   bring the VM's devices to the vCPU's time
+ *   bring the VM's devices (and an engine's own events: pv's timer and
+ *     event channels) to the vCPU's time
  *   inject: a pending exception, else a pending interrupt if the guest can
  *     take it (IF = 1, no STI/MOV SS blocking), else ask for the interrupt
  *     window
  *   a halted vCPU with nothing to inject sleeps (the world halts; a kernel
- *     timer wakes it at the devices' next deadline)
+ *     timer wakes it at the devices' next deadline, and an interrupt raised
+ *     from outside its run wakes it at once: vmm/vm.ts)
  *   vmenter with the preemption timer set to the earlier of the rest of the
  *     quantum and the next device deadline (so timer interrupts arrive on
  *     time in a guest that never exits on its own)
- *   dispatch the exit (exits/dispatch.ts): resume, halt, yield or end the VM
+ *   dispatch the exit (exits/dispatch.ts): resume, halt, yield or end the VM;
+ *     the run's accesses to the VM's devices cost the device model's work
  *
  * Guest time is pCPU cycles converted at the machine's clock; the devices
  * read the VM's clock, which never goes backwards.

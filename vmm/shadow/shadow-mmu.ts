@@ -133,7 +133,7 @@ export interface ShadowStats {
   hiddenFaults: number
   trueFaults: number
   tracedWrites: number
-  /** Writes that trapped on a frame write-protected only because it holds translated code (bt). */
+  /** Writes that trapped on a frame write-protected only for the monitor: translated code (bt), a pinned page table (pv). */
   codeWrites: number
   cr3Switches: number
   cacheHits: number

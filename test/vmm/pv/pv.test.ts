@@ -424,6 +424,66 @@ describe("pv: what is and is not a PV kernel", () => {
     })
   )
 
+  it.effect("a frame pinned as a page table is read-only to the guest until unpinned", () =>
+    Effect.gen(function* () {
+      const r = yield* runPv(`
+  mov ebx, traps
+  hypercall 0
+  mov dword [0x700000], 0x11111111  ; a free frame, writable, not a page table
+  mov dword [ops], 0                ; MMUEXT_PIN_L1_TABLE 0x700
+  mov dword [ops + 4], 0x700
+  mov ebx, ops
+  mov ecx, 1
+  xor edx, edx
+  mov esi, DOMID_SELF
+  hypercall 26
+  test eax, eax
+  jnz fail
+write_pinned:
+  mov dword [0x700000], 0x22222222  ; #PF: present, write
+after_write:
+  cmp dword [faults], 1
+  jne fail
+  cmp dword [0x700000], 0x11111111
+  jne fail
+  mov ebx, 0x400000                 ; a writable mapping of it: refused
+  mov ecx, 0x700000 | 3
+  xor edx, edx
+  hypercall 14
+  cmp eax, -22
+  jne fail
+  mov dword [ops], 4                ; MMUEXT_UNPIN_TABLE: writable again
+  mov ebx, ops
+  mov ecx, 1
+  xor edx, edx
+  mov esi, DOMID_SELF
+  hypercall 26
+  mov dword [0x700000], 0x33333333
+  cmp dword [0x700000], 0x33333333
+  jne fail
+  print "pinned"
+  shutdown 0
+fail:
+  print "wrong"
+  shutdown 1
+pf:
+  cmp dword [esp], 3
+  jne fail
+  cmp dword [esp + 4], write_pinned
+  jne fail
+  inc dword [faults]
+  add esp, 4
+  mov dword [esp], after_write
+  iret
+${trapTable([[14, 0, "pf"]])}
+faults: dd 0
+ops: dd 0, 0, 0
+`)
+      expect(r.out).toBe("pinned")
+      expect(r.vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+    })
+  )
+
   it.effect("a PV VM resets to the builder's state: the same image runs again from its start", () =>
     Effect.gen(function* () {
       let out = ""

@@ -132,6 +132,7 @@ export class PvDomain {
     for (const disk of this.disks) disk.publish()
     for (const vif of this.vifs) vif.publish()
     for (const virqs of this.virqs) virqs.fill(0)
+    for (const frame of [...this.pinned]) this.unpin(frame)
     this.writeTimeInfo(this.clockHz)
   }
 
@@ -335,7 +336,27 @@ export class PvDomain {
     if (frame >= this.info.nrPages) return Errno.EINVAL
     const mmu = this.paging.mmu
     if (mmu.isRootTable(at >>> 12)) return (entry & PS) !== 0 ? Errno.EINVAL : 0
-    if ((entry & RW) !== 0 && mmu.isTraced(frame)) return Errno.EINVAL
+    if ((entry & RW) !== 0 && (mmu.isTraced(frame) || this.pinned.has(frame))) return Errno.EINVAL
     return 0
+  }
+
+  /** Frames pinned as page tables (MMUEXT_PIN_L1_TABLE / PIN_L2_TABLE). */
+  private readonly pinned = new Set<number>()
+
+  /**
+   * MMUEXT_PIN_*_TABLE: `frame` is a page table from now on, read-only to the
+   * guest even before any shadow is built from it (the shadow MMU
+   * write-protects it in every shadow, as it does bt's translated code).
+   */
+  pin(frame: number): void {
+    if (this.pinned.has(frame)) return
+    this.pinned.add(frame)
+    this.paging.mmu.protectCode(frame)
+  }
+
+  /** MMUEXT_UNPIN_TABLE: writable again once no shadow is built from it. */
+  unpin(frame: number): void {
+    if (!this.pinned.delete(frame)) return
+    this.paging.mmu.unprotectCode(frame)
   }
 }

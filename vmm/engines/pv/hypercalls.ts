@@ -213,6 +213,8 @@ function mmuextOp(vcpu: PvVcpu, v: CpuState, ops: number, count: number, doneOut
       case MmuExt.pin_l2_table:
       case MmuExt.unpin_table:
         if (arg1 >= nrPages) rc = Errno.EINVAL
+        else if (cmd === MmuExt.unpin_table) vcpu.domain.unpin(arg1)
+        else vcpu.domain.pin(arg1)
         break
       case MmuExt.new_baseptr:
         if (arg1 >= nrPages) rc = Errno.EINVAL

@@ -12,7 +12,8 @@
  * XS_GET_DOMAIN_PATH; anything else gets XS_ERROR "ENOSYS" (no
  * transactions, no watches: a front end polls the other end's `state`).
  * A relative path is under the guest's /local/domain/<domid>; the guest may
- * write only there. The ring is the guest's memory: indices that claim more
+ * write only there; a path with other characters than xenstored allows, or
+ * a "." or ".." component, gets EINVAL. The ring is the guest's memory: indices that claim more
  * than the ring holds, or a message longer than XENSTORE_PAYLOAD_MAX, reset
  * the ring instead of being followed.
  */
@@ -110,7 +111,11 @@ export class XenStore {
   private handle(type: number, payload: Uint8Array): [number, Uint8Array] {
     const text = new TextDecoder().decode(payload)
     const nul = text.indexOf("\0")
-    const path = this.absolute(nul < 0 ? text : text.slice(0, nul))
+    const raw = nul < 0 ? text : text.slice(0, nul)
+    // xenstored's path rules: letters, digits and -/_@ (and dots inside names), no "." or ".." components
+    if (!/^[A-Za-z0-9\-/_@.]{1,3072}$/.test(raw) || raw.split("/").some((c) => c === "." || c === ".."))
+      return [XsType.error, new TextEncoder().encode("EINVAL\0")]
+    const path = this.absolute(raw)
     const ok = (value: string): [number, Uint8Array] => [type, new TextEncoder().encode(value)]
     const error = (name: string): [number, Uint8Array] => [XsType.error, new TextEncoder().encode(`${name}\0`)]
     const own = path === this.home || path.startsWith(`${this.home}/`)

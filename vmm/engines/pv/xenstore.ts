@@ -112,13 +112,19 @@ export class XenStore {
     const text = new TextDecoder().decode(payload)
     const nul = text.indexOf("\0")
     const raw = nul < 0 ? text : text.slice(0, nul)
-    // xenstored's path rules: letters, digits and -/_@ (and dots inside names), no "." or ".." components
-    if (!/^[A-Za-z0-9\-/_@.]{1,3072}$/.test(raw) || raw.split("/").some((c) => c === "." || c === ".."))
-      return [XsType.error, new TextEncoder().encode("EINVAL\0")]
     const path = this.absolute(raw)
     const ok = (value: string): [number, Uint8Array] => [type, new TextEncoder().encode(value)]
     const error = (name: string): [number, Uint8Array] => [XsType.error, new TextEncoder().encode(`${name}\0`)]
     const own = path === this.home || path.startsWith(`${this.home}/`)
+    // xenstored's path rules: letters, digits and -/_@ (and dots inside names), no "." or ".." components
+    const takesPath =
+      type === XsType.read ||
+      type === XsType.directory ||
+      type === XsType.write ||
+      type === XsType.mkdir ||
+      type === XsType.rm
+    if (takesPath && (!/^[A-Za-z0-9\-/_@.]{1,3072}$/.test(raw) || raw.split("/").some((c) => c === "." || c === "..")))
+      return error("EINVAL")
     switch (type) {
       case XsType.read: {
         const value = this.tree.get(path)

@@ -194,7 +194,7 @@ export function planXenPvLoad(
     return Result.fail(
       loaderError(
         "bad-options",
-        `a PV domain's RAM must be a multiple of 4 MiB from 4 MiB to 3 GiB, not ${ramBytes} bytes`
+        `a PV domain's RAM must be a multiple of 4 MiB from 4 MiB to 3 GiB, not ${Number.isInteger(ramBytes / MIB) ? `${ramBytes / MIB} MiB` : `${ramBytes} bytes`}`
       )
     )
   if (cmdline.includes("\0"))

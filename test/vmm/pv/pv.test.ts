@@ -395,6 +395,13 @@ describe("pv: what is and is not a PV kernel", () => {
     )
   })
 
+  it("a PV domain's RAM is whole 4 MiB blocks", () => {
+    const r = planXenPvLoad(pvImage("hlt"), { ramBytes: 6 * MIB, cmdline: "" })
+    expect(Result.isFailure(r) && r.failure.message).toBe(
+      "bad-options: a PV domain's RAM must be a multiple of 4 MiB from 4 MiB to 3 GiB, not 6 MiB"
+    )
+  })
+
   it("a PV kernel asking for what fibervisor does not offer gets every problem listed", () => {
     const image = pvImage("hlt", { xenVersion: "xen-4.0", features: "writable_page_tables", paeMode: "yes" })
     const r = planXenPvLoad(image, { ramBytes: 16 * MIB, cmdline: "" })

@@ -17,7 +17,7 @@
 import { Result } from "effect"
 import fc from "fast-check"
 import { planXenPvLoad } from "../../../vmm/loader/xen-pv.ts"
-import type { BlockStore } from "../../../vmm/virtio/blk.ts"
+import { memoryBlockStore } from "../../../vmm/virtio/blk.ts"
 import type { BootPayload, VirtualMachine } from "../../../vmm/vm.ts"
 import type { FuzzSuite } from "../campaign.ts"
 import { PV_ENTRY, PV_IMAGE_BASE, pvElf } from "../pv/image.ts"
@@ -191,23 +191,8 @@ export const pvProgramPayload = (program: PvProgram): BootPayload => {
   return planned.success
 }
 
-/** A small RAM disk for the hostile domain's block back end. */
-const ramDisk = (): BlockStore => {
-  const bytes = new Uint8Array(64 * 512)
-  return {
-    sectors: 64,
-    read: (sector, count) => (sector + count > 64 ? undefined : bytes.slice(sector * 512, (sector + count) * 512)),
-    write: (sector, data) => {
-      if (sector + data.length / 512 > 64) return false
-      bytes.set(data, sector * 512)
-      return true
-    },
-    flush: () => true
-  }
-}
-
 const setup = (program: PvProgram) => (vm: VirtualMachine) => {
-  if (program.disk) vm.pvDomain?.attachDisk(ramDisk())
+  if (program.disk) vm.pvDomain?.attachDisk(memoryBlockStore(64))
 }
 
 export const pvIsolationSuite: FuzzSuite<PvProgram> = {

@@ -12,31 +12,15 @@ import { Effect, Result } from "effect"
 import { Kernel } from "../../../kernel/boot.ts"
 import { Worlds } from "../../../kernel/sched/runtime.ts"
 import { planXenPvLoad } from "../../../vmm/loader/xen-pv.ts"
-import type { BlockStore } from "../../../vmm/virtio/blk.ts"
+import { type BlockStore, memoryBlockStore } from "../../../vmm/virtio/blk.ts"
 import { createVm } from "../../../vmm/vm.ts"
 import { testMachine } from "../in-process.ts"
 import { pvConfig } from "./harness.ts"
 
 const root = fileURLToPath(new URL("../../..", import.meta.url))
 
-/** A RAM disk; `fail` makes every access an I/O error. */
-const ramDisk = (sectors: number) => {
-  const bytes = new Uint8Array(sectors * 512)
-  const disk = {
-    fail: false,
-    sectors,
-    bytes,
-    read: (sector: number, count: number) =>
-      disk.fail || sector + count > sectors ? undefined : bytes.slice(sector * 512, (sector + count) * 512),
-    write: (sector: number, data: Uint8Array) => {
-      if (disk.fail || sector + data.length / 512 > sectors) return false
-      bytes.set(data, sector * 512)
-      return true
-    },
-    flush: () => !disk.fail
-  }
-  return disk satisfies BlockStore
-}
+/** A disk whose every access is an I/O error. */
+const failingDisk: BlockStore = { sectors: 2048, read: () => undefined, write: () => false, flush: () => false }
 
 const boot = (image: Uint8Array, disk: BlockStore | undefined) => {
   let out = ""
@@ -55,12 +39,12 @@ describe("pv: the split block driver (blkfront in the guest, blkback in the hype
 
   it.effect("blk-pv keeps its boot counter in sector 0 across boots, over grant tables and a blkif ring", () =>
     Effect.gen(function* () {
-      const disk = ramDisk(2048)
+      const disk = memoryBlockStore(2048)
       const first = yield* boot(image, disk)
       expect(first.out).toBe("blk: boot 1, sector 0 written and read back\r\n")
       expect(first.vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
       expect(first.stats.pv_blk_requests, "read, write, read back").toBe(3)
-      expect(new TextDecoder().decode(disk.bytes.subarray(0, 8))).toBe("FVBLKTST")
+      expect(new TextDecoder().decode(disk.data.subarray(0, 8))).toBe("FVBLKTST")
       const second = yield* boot(image, disk)
       expect(second.out).toBe("blk: boot 2, sector 0 written and read back\r\n")
     })
@@ -71,9 +55,7 @@ describe("pv: the split block driver (blkfront in the guest, blkback in the hype
       const none = yield* boot(image, undefined)
       expect(none.out).toBe("blk: no virtual block device in xenstore (device/vbd/768)\r\n")
       expect(none.vm.ended).toEqual({ _tag: "DebugExit", code: 1 })
-      const broken = ramDisk(2048)
-      broken.fail = true
-      const failed = yield* boot(image, broken)
+      const failed = yield* boot(image, failingDisk)
       expect(failed.out).toBe("blk: the device reported an I/O error\r\n")
       expect(failed.stats.pv_blk_errors).toBe(1)
     })

@@ -92,6 +92,20 @@ const text = (b: Uint8Array): string => {
   return new TextDecoder().decode(end < 0 ? b : b.subarray(0, end))
 }
 
+/** The notes fibervisor reads: a number (4-byte desc) or a NUL-terminated string, by type. */
+const NUMBER_NOTES: ReadonlyMap<number, keyof XenNotes> = new Map([
+  [XenElfNote.entry, "entry"],
+  [XenElfNote.hypercall_page, "hypercallPage"],
+  [XenElfNote.virt_base, "virtBase"],
+  [XenElfNote.paddr_offset, "paddrOffset"]
+])
+const TEXT_NOTES: ReadonlyMap<number, keyof XenNotes> = new Map([
+  [XenElfNote.xen_version, "xenVersion"],
+  [XenElfNote.guest_os, "guestOs"],
+  [XenElfNote.pae_mode, "paeMode"],
+  [XenElfNote.features, "features"]
+])
+
 /**
  * The Xen notes of `image` (elfnote.h): undefined when it is not an ELF32
  * i386 executable or has no note named "Xen". Malformed notes end the scan
@@ -118,32 +132,10 @@ export function readXenNotes(image: Uint8Array): XenNotes | undefined {
         found = true
         const desc = image.subarray(descAt, descAt + descsz)
         const number = descsz >= 4 ? u32(desc, 0) : undefined
-        switch (type) {
-          case XenElfNote.entry:
-            if (number !== undefined) notes.entry = number
-            break
-          case XenElfNote.hypercall_page:
-            if (number !== undefined) notes.hypercallPage = number
-            break
-          case XenElfNote.virt_base:
-            if (number !== undefined) notes.virtBase = number
-            break
-          case XenElfNote.paddr_offset:
-            if (number !== undefined) notes.paddrOffset = number
-            break
-          case XenElfNote.xen_version:
-            notes.xenVersion = text(desc)
-            break
-          case XenElfNote.guest_os:
-            notes.guestOs = text(desc)
-            break
-          case XenElfNote.pae_mode:
-            notes.paeMode = text(desc)
-            break
-          case XenElfNote.features:
-            notes.features = text(desc)
-            break
-        }
+        const numeric = NUMBER_NOTES.get(type)
+        const textual = TEXT_NOTES.get(type)
+        if (numeric !== undefined && number !== undefined) notes[numeric] = number
+        else if (textual !== undefined) notes[textual] = text(desc)
       }
       at = next
     }

@@ -74,6 +74,7 @@ export const pvConfig = (name: string, memoryMiB = 16): VmConfig => ({
 /**
  * Build `source` as a PV domain and run it for up to `ns` of virtual time on a fresh host; `attach` may
  * give the domain devices (back ends) before it starts, `after` look at it while the host still exists.
+ * With `midway`, the run is `ns`, then `midway` (given the console so far), then `ns` more.
  */
 export const runPv = (
   source: string,
@@ -81,6 +82,7 @@ export const runPv = (
     readonly ns?: number
     readonly memoryMiB?: number
     readonly attach?: (vm: VirtualMachine) => void
+    readonly midway?: (vm: VirtualMachine, out: string) => void
     readonly after?: (vm: VirtualMachine) => void
   } = {}
 ) => {
@@ -93,7 +95,12 @@ export const runPv = (
       console: (b) => (out += String.fromCharCode(b))
     })
     options.attach?.(vm)
-    yield* (yield* Worlds).runFor(options.ns ?? 50_000_000)
+    const worlds = yield* Worlds
+    yield* worlds.runFor(options.ns ?? 50_000_000)
+    if (options.midway !== undefined) {
+      options.midway(vm, out)
+      yield* worlds.runFor(options.ns ?? 50_000_000)
+    }
     options.after?.(vm)
     return { vm, out, stats: vm.engineStats() }
   }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)

@@ -12,7 +12,6 @@ import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Result } from "effect"
 import { Kernel } from "../../../kernel/boot.ts"
-import { Worlds } from "../../../kernel/sched/runtime.ts"
 import { planGuests } from "../../../scripts/boot/images.ts"
 import { defaultVmConfig } from "../../../vmm/config.ts"
 import { planXenPvLoad } from "../../../vmm/loader/xen-pv.ts"
@@ -493,9 +492,8 @@ ops: dd 0, 0, 0
 
   it.effect("a PV VM resets to the builder's state: the same image runs again from its start", () =>
     Effect.gen(function* () {
-      let out = ""
-      const planned = planXenPvLoad(
-        pvImage(`
+      const r = yield* runPv(
+        `
   mov ebx, 1                        ; bind VIRQ_TIMER, then say so and block for good
   mov dword [scratch], 0
   mov dword [scratch + 4], 0
@@ -513,29 +511,21 @@ ops: dd 0, 0, 0
   jmp $
 text: db "port "
 port_text: db "?", 10
-`),
-        { ramBytes: 16 * MIB, cmdline: "" }
+`,
+        { ns: 5_000_000, midway: (vm) => vm.reset() }
       )
-      if (Result.isFailure(planned)) throw new Error(planned.failure.message)
-      const vm = yield* createVm(pvConfig("reset"), planned.success, {
-        console: (b) => (out += String.fromCharCode(b))
-      })
-      const worlds = yield* Worlds
-      yield* worlds.runFor(5_000_000)
-      vm.reset()
-      yield* worlds.runFor(5_000_000)
       // after the reset the first free port is the same again: the domain's event channels started over
-      expect(out).toBe("port 3\nport 3\n")
-      expect(vm.ended).toBeUndefined()
-      expect(vm.resets).toBe(1)
-    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
+      expect(r.out).toBe("port 3\nport 3\n")
+      expect(r.vm.ended).toBeUndefined()
+      expect(r.vm.resets).toBe(1)
+    })
   )
 
   it.effect("an event raised from outside its run wakes a vCPU blocked in SCHEDOP_block (no timer set)", () =>
     Effect.gen(function* () {
-      let out = ""
-      const planned = planXenPvLoad(
-        pvImage(`
+      let before = ""
+      const r = yield* runPv(
+        `
   mov word [scratch], DOMID_SELF    ; alloc_unbound {dom, remote_dom 0, port out}: port 3
   mov word [scratch + 2], 0
   mov ebx, 6
@@ -553,20 +543,20 @@ port_text: db "?", 10
 on_event:
   print "woken"
   shutdown 0
-`),
-        { ramBytes: 16 * MIB, cmdline: "" }
+`,
+        {
+          ns: 5_000_000,
+          midway: (vm, out) => {
+            before = out
+            // a back end's notification, made outside the guest's own run (as a frame from another VM arrives)
+            vm.pvDomain!.raise(3)
+          }
+        }
       )
-      if (Result.isFailure(planned)) throw new Error(planned.failure.message)
-      const vm = yield* createVm(pvConfig("wake"), planned.success, { console: (b) => (out += String.fromCharCode(b)) })
-      const worlds = yield* Worlds
-      yield* worlds.runFor(5_000_000)
-      expect(out).toBe("blocked ")
-      // a back end's notification, made outside the guest's own run (as a frame from another VM arrives)
-      vm.pvDomain!.raise(3)
-      yield* worlds.runFor(5_000_000)
-      expect(out).toBe("blocked woken")
-      expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
-    }).pipe(Effect.provide(Kernel.boot(testMachine())), Effect.scoped)
+      expect(before).toBe("blocked ")
+      expect(r.out).toBe("blocked woken")
+      expect(r.vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
+    })
   )
 
   it.effect("createVm refuses a payload that does not match the mode, before anything starts", () =>

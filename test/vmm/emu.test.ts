@@ -20,7 +20,15 @@ import { Kernel } from "../../kernel/boot.ts"
 import { Worlds } from "../../kernel/sched/runtime.ts"
 import { defaultVmConfig, type ExecutionMode, type VmConfig } from "../../vmm/config.ts"
 import { type BootPayload, createVm, type VirtualMachine, type VmIo } from "../../vmm/vm.ts"
-import { flat32, REAL_MODE_PRINT_AND_INT, realMode, STI_SHADOW_GUEST, testMachine } from "./in-process.ts"
+import {
+  debugExitPort,
+  flat32,
+  picInit,
+  REAL_MODE_PRINT_AND_INT,
+  realMode,
+  STI_SHADOW_GUEST,
+  testMachine
+} from "./in-process.ts"
 
 const config = (name: string, vcpus = 1, mode: ExecutionMode = "emu"): VmConfig => ({
   ...defaultVmConfig(name, "inline"),
@@ -32,15 +40,7 @@ const config = (name: string, vcpus = 1, mode: ExecutionMode = "emu"): VmConfig 
 const testPorts =
   (values: Array<number>) =>
   (vm: VirtualMachine): ReturnType<NonNullable<VmIo["ports"]>> => [
-    [
-      0xf4,
-      4,
-      {
-        name: "debug-exit",
-        read: () => 0xffffffff,
-        write: (_o: number, _s: number, v: number) => vm.end({ _tag: "DebugExit", code: v })
-      }
-    ],
+    ...debugExitPort(vm),
     [0xf0, 4, { name: "record", read: () => 0xffffffff, write: (_o: number, _s: number, v: number) => values.push(v) }],
     [0xf8, 1, { name: "reset", read: () => 0xff, write: () => vm.reset() }]
   ]
@@ -98,16 +98,7 @@ describe("emu: every instruction on the VM's own software CPU", () => {
   shr eax, 16
   mov [idt + 0x20 * 8 + 6], ax
   mov esp, 0x90000
-  mov al, 0x11          ; PIC: vectors 0x20.., only IRQ 0
-  out 0x20, al
-  mov al, 0x20
-  out 0x21, al
-  mov al, 0x04
-  out 0x21, al
-  mov al, 0x01
-  out 0x21, al
-  mov al, 0xfe
-  out 0x21, al
+${picInit(0xfe)}                        ; PIC: vectors 0x20.., only IRQ 0
   mov al, 0x34          ; PIT channel 0, rate generator, 1 kHz
   out 0x43, al
   mov ax, 1193

@@ -7,12 +7,43 @@ import { Effect } from "effect"
 import { decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
 import { Machine } from "../../hw/machine/machine.ts"
 import { flat32Payload, realModePayload } from "../../vmm/loader/raw-payload.ts"
-import type { BootPayload } from "../../vmm/vm.ts"
+import type { BootPayload, VirtualMachine } from "../../vmm/vm.ts"
 import { assemble } from "../hw/cpu/harness.ts"
 
 /** A 64 MiB host with the default machine configuration. */
 export const testMachine = () =>
   new Machine(Effect.runSync(decodeMachineConfig("test", JSON.stringify({ ...defaultMachineConfig, ramMiB: 64 }))))
+
+/** A test-only debug-exit port at 0xF4 (the platform's own arrives with the PC device set): ends `vm` with the value. */
+export const debugExitPort = (vm: VirtualMachine) =>
+  [
+    [
+      0xf4,
+      4,
+      {
+        name: "debug-exit",
+        read: () => 0xffffffff,
+        write: (_o: number, _s: number, v: number) => vm.end({ _tag: "DebugExit", code: v })
+      }
+    ]
+  ] as const
+
+/**
+ * Assembly (16- or 32-bit) that programs the 8259A pair: ICW1..ICW4 for the master, vectors from 0x20, then
+ * the interrupt mask `mask` (a clear bit lets that IRQ through). Clobbers AL.
+ */
+export const picInit = (mask: number) => `
+  mov al, 0x11
+  out 0x20, al
+  mov al, 0x20
+  out 0x21, al
+  mov al, 0x04
+  out 0x21, al
+  mov al, 0x01
+  out 0x21, al
+  mov al, 0x${mask.toString(16)}
+  out 0x21, al
+`
 
 export const realMode = (source: string): BootPayload =>
   realModePayload(assemble(`bits 16\norg 0x7c00\n${source}`).bytes)
@@ -59,23 +90,14 @@ export const STI_SHADOW_GUEST = `
   mov sp, 0x7000
   mov word [0x20 * 4], handler
   mov word [0x20 * 4 + 2], 0
-  mov al, 0x11
-  out 0x20, al
-  mov al, 0x20
-  out 0x21, al
-  mov al, 0x04
-  out 0x21, al
-  mov al, 0x01
-  out 0x21, al
-  mov al, 0xfe
-  out 0x21, al
-  mov al, 0x34
+${picInit(0xfe)}
+  mov al, 0x34                  ; PIT channel 0, mode 2, divisor 16 (75 kHz)
   out 0x43, al
   mov al, 0x10
   out 0x40, al
   xor al, al
   out 0x40, al
-  mov cx, 0x400
+  mov cx, 0xffff                ; with IF = 0, long enough for a tick to be pending
 spin:
   loop spin
   sti

@@ -12,7 +12,7 @@ import { Kernel } from "../../kernel/boot.ts"
 import { Worlds } from "../../kernel/sched/runtime.ts"
 import { defaultVmConfig } from "../../vmm/config.ts"
 import { createVm } from "../../vmm/vm.ts"
-import { flat32, testMachine } from "./in-process.ts"
+import { debugExitPort, flat32, picInit, testMachine } from "./in-process.ts"
 
 describe("interrupts from outside the VM's run", () => {
   it.effect("wake a vCPU halted with nothing armed", () =>
@@ -29,16 +29,7 @@ describe("interrupts from outside the VM's run", () => {
   shr eax, 16
   mov [idt + 0x25 * 8 + 6], ax
   mov esp, 0x90000
-  mov al, 0x11          ; PIC: vectors 0x20.., only IRQ 5 unmasked
-  out 0x20, al
-  mov al, 0x20
-  out 0x21, al
-  mov al, 0x04
-  out 0x21, al
-  mov al, 0x01
-  out 0x21, al
-  mov al, 0xdf
-  out 0x21, al
+${picInit(0xdf)}                        ; PIC: vectors 0x20.., only IRQ 5
   mov dx, 0x3f8
   mov al, 'h'
   out dx, al
@@ -68,17 +59,7 @@ idtr:
 `),
         {
           console: (b) => (out += String.fromCharCode(b)),
-          ports: (machineVm) => [
-            [
-              0xf4,
-              1,
-              {
-                name: "debug-exit",
-                read: () => 0xff,
-                write: (_o: number, _s: number, v: number) => machineVm.end({ _tag: "DebugExit", code: v })
-              }
-            ]
-          ]
+          ports: debugExitPort
         }
       )
       const worlds = yield* Worlds

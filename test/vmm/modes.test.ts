@@ -36,10 +36,17 @@ import { Effect } from "effect"
 import { Kernel } from "../../kernel/boot.ts"
 import { Worlds } from "../../kernel/sched/runtime.ts"
 import { decodeVmConfig, defaultVmConfig, type VmConfig } from "../../vmm/config.ts"
-import { type BootPayload, createVm, type VirtualMachine, type VmIo } from "../../vmm/vm.ts"
+import { type BootPayload, createVm, type VmIo } from "../../vmm/vm.ts"
 import { timingLines } from "../images/timing.ts"
 import { root } from "../scripts/cli.ts"
-import { flat32, REAL_MODE_PRINT_AND_INT, realMode, STI_SHADOW_GUEST, testMachine } from "./in-process.ts"
+import {
+  debugExitPort,
+  flat32,
+  REAL_MODE_PRINT_AND_INT,
+  realMode,
+  STI_SHADOW_GUEST,
+  testMachine
+} from "./in-process.ts"
 
 // ---------------------------------------------------------------------------
 // every image under every built mode, through the CLI
@@ -274,20 +281,7 @@ describe("the hostile guest without EPT, in bt and in emu: only it is affected (
 
 const noEpt = (name: string, vcpus = 1): VmConfig => ({ ...defaultVmConfig(name, "inline"), vcpus, ept: false })
 
-const debugExit = (vm: VirtualMachine) =>
-  [
-    [
-      0xf4,
-      4,
-      {
-        name: "debug-exit",
-        read: () => 0xffffffff,
-        write: (_o: number, _s: number, v: number) => vm.end({ _tag: "DebugExit", code: v })
-      }
-    ]
-  ] as const
-
-const run = (config: VmConfig, payload: BootPayload, ns: number, ports: VmIo["ports"] = debugExit) => {
+const run = (config: VmConfig, payload: BootPayload, ns: number, ports: VmIo["ports"] = debugExitPort) => {
   let out = ""
   return Effect.gen(function* () {
     const vm = yield* createVm(config, payload, { console: (b) => (out += String.fromCharCode(b)), ports })
@@ -503,7 +497,7 @@ finish:
   out 0xf4, al
   hlt`),
         20_000_000,
-        (v) => [...debugExit(v), [0xf8, 1, { name: "reset", read: () => 0xff, write: () => v.reset() }] as const]
+        (v) => [...debugExitPort(v), [0xf8, 1, { name: "reset", read: () => 0xff, write: () => v.reset() }] as const]
       )
       expect(out()).toBe("123")
       expect(vm.resets).toBe(2)

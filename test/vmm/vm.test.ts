@@ -9,26 +9,17 @@ import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Metric } from "effect"
 import { resetGuestRegisters } from "../../hw/cpu/vmx/vmcs.ts"
-import { decodeMachineConfig, defaultMachineConfig } from "../../hw/machine/config.ts"
-import { Machine } from "../../hw/machine/machine.ts"
 import { Kernel } from "../../kernel/boot.ts"
 import { MachineMemory } from "../../kernel/memory/service.ts"
 import { Worlds } from "../../kernel/sched/runtime.ts"
 import { vmExits } from "../../kernel/trace/metrics.ts"
 import { decodeVmConfig, defaultVmConfig } from "../../vmm/config.ts"
 import { planMultibootLoad } from "../../vmm/loader/multiboot.ts"
-import { flat32Payload, realModePayload } from "../../vmm/loader/raw-payload.ts"
 import { addStandardDevices } from "../../vmm/platform/standard.ts"
-import { type BootPayload, createVm, type VirtualMachine } from "../../vmm/vm.ts"
-import { assemble } from "../hw/cpu/harness.ts"
+import { createVm, type VirtualMachine } from "../../vmm/vm.ts"
+import { debugExitPort, flat32, realMode, STI_SHADOW_GUEST, testMachine } from "./in-process.ts"
 
 const hello_elf = fileURLToPath(new URL("../../images/hello/hello.elf", import.meta.url))
-
-const machine = () =>
-  new Machine(Effect.runSync(decodeMachineConfig("test", JSON.stringify({ ...defaultMachineConfig, ramMiB: 64 }))))
-
-/** Real-mode code at 0x7C00 (CS:IP = 0:7C00), as a boot sector runs. */
-const realMode = (source: string): BootPayload => realModePayload(assemble(`bits 16\norg 0x7c00\n${source}`).bytes)
 
 const hello = (text: string, exitCode: number) =>
   realMode(`
@@ -47,23 +38,6 @@ done:
   hlt
 msg: db "${text}", 0
 `)
-
-/** A test-only debug-exit port (the platform's own arrives with the PC device set). */
-const debugExit = (vm: VirtualMachine) =>
-  [
-    [
-      0xf4,
-      4,
-      {
-        name: "debug-exit",
-        read: () => 0xffffffff,
-        write: (_o: number, _s: number, v: number) => vm.end({ _tag: "DebugExit", code: v })
-      }
-    ]
-  ] as const
-
-/** Flat 32-bit protected-mode code at 1 MiB (as a Multiboot loader leaves a kernel). */
-const flat32 = (source: string): BootPayload => flat32Payload(assemble(`bits 32\norg 0x100000\n${source}`).bytes)
 
 /** SMP: the boot vCPU starts every AP with INIT + SIPI through its local APIC; each AP adds itself to a counter. */
 const smpSource = (vcpus: number) => `
@@ -153,12 +127,12 @@ idt: times 256 * 8 db 0`)
 
 describe("virtual machines (hw mode)", () => {
   it.effect("a real-mode guest prints on COM1 and exits through the debug port", () => {
-    const m = machine()
+    const m = testMachine()
     let out = ""
     return Effect.gen(function* () {
       const vm = yield* createVm(defaultVmConfig("hello", "inline"), hello("hi from a VM", 0), {
         console: (b) => (out += String.fromCharCode(b)),
-        ports: debugExit
+        ports: debugExitPort
       })
       yield* (yield* Worlds).runFor(50_000_000)
       expect(out).toBe("hi from a VM")
@@ -179,63 +153,13 @@ describe("virtual machines (hw mode)", () => {
     // IRQ 0 (the PIT, vector 0x20) is pending while IF = 0; STI's shadow covers exactly one instruction,
     // CPUID, which exits to the VMM and completes there: the handler prints "ok" when the interrupted IP is
     // the instruction after CPUID, "l" when one more instruction ran first (SDM 3A 6.8.3)
-    const m = machine()
+    const m = testMachine()
     let out = ""
     return Effect.gen(function* () {
-      const vm = yield* createVm(
-        defaultVmConfig("sti-shadow", "inline"),
-        realMode(`
-  cli
-  xor ax, ax
-  mov ds, ax
-  mov ss, ax
-  mov sp, 0x7000
-  mov word [0x20 * 4], handler
-  mov word [0x20 * 4 + 2], 0
-  mov al, 0x11                  ; 8259A: ICW1..ICW4, vectors 0x20.., only IRQ 0 unmasked
-  out 0x20, al
-  mov al, 0x20
-  out 0x21, al
-  mov al, 0x04
-  out 0x21, al
-  mov al, 0x01
-  out 0x21, al
-  mov al, 0xfe
-  out 0x21, al
-  mov al, 0x34                  ; PIT channel 0, mode 2, divisor 16 (75 kHz)
-  out 0x43, al
-  mov al, 0x10
-  out 0x40, al
-  xor al, al
-  out 0x40, al
-  mov cx, 0xffff                ; with IF = 0, long enough for a tick to be pending
-spin:
-  loop spin
-  sti
-  cpuid
-after_cpuid:
-  inc cx
-  jmp after_cpuid
-handler:
-  mov bp, sp
-  mov dx, 0x3f8
-  cmp word [bp], after_cpuid
-  jne late
-  mov al, 'o'
-  out dx, al
-  mov al, 'k'
-  out dx, al
-  jmp done
-late:
-  mov al, 'l'
-  out dx, al
-done:
-  xor al, al
-  out 0xf4, al
-  hlt
-`),
-        { console: (b) => (out += String.fromCharCode(b)), ports: debugExit }
-      )
+      const vm = yield* createVm(defaultVmConfig("sti-shadow", "inline"), realMode(STI_SHADOW_GUEST), {
+        console: (b) => (out += String.fromCharCode(b)),
+        ports: debugExitPort
+      })
       yield* (yield* Worlds).runFor(20_000_000)
       expect(out).toBe("ok")
       expect(vm.ended).toEqual({ _tag: "DebugExit", code: 0 })
@@ -243,13 +167,13 @@ done:
   })
 
   it.effect("per-VM, per-exit-reason counters become Effect metrics when the VM's scope closes", () => {
-    const m = machine()
+    const m = testMachine()
     return Effect.gen(function* () {
       yield* Effect.scoped(
         Effect.gen(function* () {
           yield* createVm(defaultVmConfig("counted", "inline"), hello("abc", 0), {
             console: () => {},
-            ports: debugExit
+            ports: debugExitPort
           })
           yield* (yield* Worlds).runFor(10_000_000)
         })
@@ -260,7 +184,7 @@ done:
   })
 
   it.effect("eight VMs on two pCPUs, each with its own console, all finish", () => {
-    const m = machine()
+    const m = testMachine()
     const outs = new Map<string, string>()
     return Effect.gen(function* () {
       const vms: Array<VirtualMachine> = []
@@ -270,7 +194,7 @@ done:
         vms.push(
           yield* createVm(defaultVmConfig(name, "inline"), hello(`I am ${name}`, i), {
             console: (b) => outs.set(name, outs.get(name)! + String.fromCharCode(b)),
-            ports: debugExit
+            ports: debugExitPort
           })
         )
       }
@@ -283,13 +207,13 @@ done:
   })
 
   it.effect("an SMP guest starts its APs with INIT/SIPI and counts them (3 vCPUs on 2 pCPUs)", () => {
-    const m = machine()
+    const m = testMachine()
     let out = ""
     return Effect.gen(function* () {
       const config = { ...defaultVmConfig("smp", "inline"), vcpus: 3 }
       const vm = yield* createVm(config, flat32(smpSource(3)), {
         console: (b) => (out += String.fromCharCode(b)),
-        ports: debugExit
+        ports: debugExitPort
       })
       yield* (yield* Worlds).runFor(100_000_000)
       expect(out).toBe("A2")
@@ -299,7 +223,7 @@ done:
   })
 
   it.effect("pause stops a VM's vCPUs without releasing anything; resume continues where it stopped", () => {
-    const m = machine()
+    const m = testMachine()
     let out = ""
     return Effect.gen(function* () {
       const worlds = yield* Worlds
@@ -331,7 +255,7 @@ spin:
   })
 
   it.effect("reset reloads the kernel image and restarts the boot vCPU; guest RAM outside the image survives", () => {
-    const m = machine()
+    const m = testMachine()
     let out = ""
     return Effect.gen(function* () {
       const vm = yield* createVm(
@@ -353,7 +277,7 @@ finish:
         {
           console: (b) => (out += String.fromCharCode(b)),
           ports: (v) => [
-            ...debugExit(v),
+            ...debugExitPort(v),
             [0xf8, 1, { name: "reset", read: () => 0xff, write: () => v.reset() }] as const
           ]
         }
@@ -368,7 +292,7 @@ finish:
   it.effect(
     "an invalid config, a truncated ELF and an image outside RAM fail alone with clear messages; the running VM is untouched",
     () => {
-      const m = machine()
+      const m = testMachine()
       let out = ""
       return Effect.gen(function* () {
         const worlds = yield* Worlds
@@ -389,7 +313,7 @@ spin:
   xor al, al
   out 0xf4, al
   hlt`),
-          { console: (b) => (out += String.fromCharCode(b)), ports: debugExit }
+          { console: (b) => (out += String.fromCharCode(b)), ports: debugExitPort }
         )
         yield* worlds.runFor(100_000)
         // an invalid VM config: every problem listed, nothing created
@@ -421,7 +345,7 @@ spin:
   )
 
   it.effect("device interrupts also reach the I/O APIC: PIT ticks routed through it with the 8259A masked", () => {
-    const m = machine()
+    const m = testMachine()
     let out = ""
     return Effect.gen(function* () {
       const vm = yield* createVm(defaultVmConfig("ioapic", "inline"), pitTicksThroughIoApic(1193, 3, "hlt"), {
@@ -435,7 +359,7 @@ spin:
   })
 
   it.effect("a compute-bound guest gets its 10 kHz PIT ticks on time, not once per scheduler quantum", () => {
-    const m = machine()
+    const m = testMachine()
     let out = ""
     return Effect.gen(function* () {
       // divisor 119: a tick every 99.7 us; the guest never halts, so only the preemption timer,
@@ -455,16 +379,16 @@ spin:
   })
 
   it.effect("a triple fault ends only its own VM", () => {
-    const m = machine()
+    const m = testMachine()
     let out = ""
     return Effect.gen(function* () {
       const bad = yield* createVm(defaultVmConfig("crasher", "inline"), realMode("lidt [zero]\nint 3\nzero: dq 0"), {
         console: () => {},
-        ports: debugExit
+        ports: debugExitPort
       })
       const good = yield* createVm(defaultVmConfig("survivor", "inline"), hello("still here", 0), {
         console: (b) => (out += String.fromCharCode(b)),
-        ports: debugExit
+        ports: debugExitPort
       })
       yield* (yield* Worlds).runFor(50_000_000)
       expect(bad.ended).toEqual({ _tag: "TripleFault" })

@@ -176,28 +176,43 @@ export const resetGuestRegisters = (): CpuState => ({
 })
 
 /**
+ * What a program itself changes, copied from `from` into `to` field by field (no allocation): the
+ * general registers, EIP, EFLAGS and the six segment registers' caches.
+ */
+export const copyRegisterFile = (from: CpuState, to: CpuState): void => {
+  to.eax = from.eax
+  to.ecx = from.ecx
+  to.edx = from.edx
+  to.ebx = from.ebx
+  to.esp = from.esp
+  to.ebp = from.ebp
+  to.esi = from.esi
+  to.edi = from.edi
+  to.eip = from.eip
+  to.eflags = from.eflags
+  for (const [t, f] of [
+    [to.es, from.es],
+    [to.cs, from.cs],
+    [to.ss, from.ss],
+    [to.ds, from.ds],
+    [to.fs, from.fs],
+    [to.gs, from.gs]
+  ] as const) {
+    t.selector = f.selector
+    t.base = f.base
+    t.limit = f.limit
+    t.access = f.access
+  }
+}
+
+/**
  * A deep copy of `s` built like resetGuestRegisters' record (structuredClone would give it another hidden
  * class, and every VM entry and exit reads and writes all of it: loadRegisters / storeRegisters).
  */
 export const cloneGuestRegisters = (s: CpuState): CpuState => {
   const r = resetGuestRegisters()
-  r.eax = s.eax
-  r.ecx = s.ecx
-  r.edx = s.edx
-  r.ebx = s.ebx
-  r.esp = s.esp
-  r.ebp = s.ebp
-  r.esi = s.esi
-  r.edi = s.edi
-  r.eip = s.eip
-  r.eflags = s.eflags
+  copyRegisterFile(s, r)
   for (const [to, from] of [
-    [r.es, s.es],
-    [r.cs, s.cs],
-    [r.ss, s.ss],
-    [r.ds, s.ds],
-    [r.fs, s.fs],
-    [r.gs, s.gs],
     [r.ldtr, s.ldtr],
     [r.tr, s.tr]
   ] as const) {

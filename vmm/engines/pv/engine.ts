@@ -36,7 +36,7 @@ import type { Cpu } from "../../../hw/cpu/cpu.ts"
 import { EventKind } from "../../../hw/cpu/interrupts.ts"
 import { CR0_EM, CR0_ET, CR0_MP, CR0_NE, CR0_PE, CR0_PG, CR0_TS, CR0_WP } from "../../../hw/cpu/regs.ts"
 import { type CpuState, Flag, RunExit } from "../../../hw/cpu/state.ts"
-import { ActivityState, cloneGuestRegisters, type Vmcs } from "../../../hw/cpu/vmx/vmcs.ts"
+import { ActivityState, cloneGuestRegisters, copyRegisterFile, type Vmcs } from "../../../hw/cpu/vmx/vmcs.ts"
 import { End, type ExitAction, type ExitContext, Halt, Resume, Yield } from "../../exits/types.ts"
 import type { ExecutionEngine } from "../engine.ts"
 import { runUntilTrap } from "../host-traps.ts"
@@ -381,29 +381,8 @@ export class PvEngine implements ExecutionEngine, PvVcpu {
   private enter(cpu: Cpu, root: number): void {
     const v = this.vmcs.guest.regs
     const p = this.phys
-    p.eax = v.eax
-    p.ecx = v.ecx
-    p.edx = v.edx
-    p.ebx = v.ebx
-    p.esp = v.esp
-    p.ebp = v.ebp
-    p.esi = v.esi
-    p.edi = v.edi
-    p.eip = v.eip
+    copyRegisterFile(v, p)
     p.eflags = ((v.eflags & ~(Flag.IOPL | Flag.VM | Flag.NT | Flag.VIF | Flag.VIP)) | Flag.IF | 2) >>> 0
-    for (const [from, to] of [
-      [v.cs, p.cs],
-      [v.ss, p.ss],
-      [v.ds, p.ds],
-      [v.es, p.es],
-      [v.fs, p.fs],
-      [v.gs, p.gs]
-    ] as const) {
-      to.selector = from.selector
-      to.base = from.base
-      to.limit = from.limit
-      to.access = from.access
-    }
     p.ldtr.selector = 0
     p.ldtr.base = 0
     p.ldtr.limit = 0
@@ -433,25 +412,10 @@ export class PvEngine implements ExecutionEngine, PvVcpu {
     cpu.flushTlb(false)
   }
 
+  /** The guest's registers and segments come back (everything else on the pCPU is the hypervisor's). */
   private leave(cpu: Cpu): void {
-    const v = this.vmcs.guest.regs
-    const s = cpu.getState()
-    v.eax = s.eax
-    v.ecx = s.ecx
-    v.edx = s.edx
-    v.ebx = s.ebx
-    v.esp = s.esp
-    v.ebp = s.ebp
-    v.esi = s.esi
-    v.edi = s.edi
-    v.eip = s.eip
-    v.eflags = s.eflags
-    v.cs = s.cs
-    v.ss = s.ss
-    v.ds = s.ds
-    v.es = s.es
-    v.fs = s.fs
-    v.gs = s.gs
+    cpu.storeRegisters(this.phys)
+    copyRegisterFile(this.phys, this.vmcs.guest.regs)
     cpu.hostTraps = false
     cpu.directSoftwareVector = -1
     cpu.flushTlb(false)

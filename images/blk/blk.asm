@@ -107,24 +107,11 @@ DATA_GREF  equ 9
 blkfront_connect:
   call xenbus_init
   mov esi, path_backend                 ; is there a disk at all?
-  call xs_read
+  call xenbus_find_backend
   test eax, eax
   js no_device
-  mov esi, xs_reply                     ; <backend>/state, for later
-  mov edi, backend_state_path
-.copy:
-  lodsb
-  stosb
-  test al, al
-  jnz .copy
-  dec edi
-  mov esi, suffix_state
-  mov ecx, 7
-  rep movsb
-  mov dword [ring], 0                   ; SHARED_RING_INIT: req_prod, req_event, rsp_prod, rsp_event
-  mov dword [ring + 4], 1
-  mov dword [ring + 8], 0
-  mov dword [ring + 12], 1
+  mov edx, ring
+  call ring_init
   mov eax, ring
   mov ebx, RING_GREF
   call grant_access
@@ -142,15 +129,9 @@ blkfront_connect:
   mov edi, port_text
   call xs_write
   mov esi, path_state
-  mov edi, text_initialised
-  call xs_write
-  mov esi, backend_state_path
-  call xs_read
-  cmp word [xs_reply], "4"              ; "4" and its NUL: Connected
-  jne no_backend
-  mov esi, path_state
-  mov edi, text_connected
-  call xs_write
+  call xenbus_connect
+  test eax, eax
+  jnz no_backend
   ret
 
 ; request: EAX = BLKIF_OP_READ (T_IN) or BLKIF_OP_WRITE (T_OUT) of sector 0 into
@@ -268,10 +249,7 @@ path_backend: db "device/vbd/768/backend", 0
 path_ring_ref: db "device/vbd/768/ring-ref", 0
 path_event_channel: db "device/vbd/768/event-channel", 0
 path_state: db "device/vbd/768/state", 0
-suffix_state: db "/state", 0
 text_ring_ref: db "8", 0
-text_initialised: db "3", 0
-text_connected: db "4", 0
 %else
 msg_no_device: db "blk: no virtio-blk device at 0xfeb00000", 13, 10, 0
 %endif
@@ -287,7 +265,6 @@ sector: resb 4096                       ; the data page (granted); sector 0 is i
 blk_port: resd 1
 rsp_cons: resd 1
 port_text: resb 12
-backend_state_path: resb 128
 boots: resd 1
 %else
 alignb 16

@@ -131,10 +131,6 @@ _start:
   jmp debug_exit
 
 %ifdef PV
-RING_REQ_PROD       equ 0                   ; io/ring.h shared ring header (64 bytes)
-RING_REQ_EVENT      equ 4
-RING_RSP_PROD       equ 8
-RING_RSP_EVENT      equ 12
 RING_ENTRIES        equ 64
 TX_RING_SIZE        equ 256                 ; (4096 - 64) / 12, rounded down to a power of two
 TX_SLOT             equ 12                  ; netif_tx_request {u32 gref, u16 offset, flags, id, size}
@@ -153,20 +149,9 @@ RX_BUFFER_GREF      equ 11                  ; 11 .. 11 + RX_BUFFERS - 1
 netfront_connect:
   call xenbus_init
   mov esi, path_backend                 ; is there a vif at all?
-  call xs_read
+  call xenbus_find_backend
   test eax, eax
   js no_device
-  mov esi, xs_reply                     ; <backend>/state, for later
-  mov edi, backend_state_path
-.copy:
-  lodsb
-  stosb
-  test al, al
-  jnz .copy
-  dec edi
-  mov esi, suffix_state
-  mov ecx, 7
-  rep movsb
   mov esi, path_mac                     ; our MAC, "aa:bb:cc:dd:ee:ff", into the frame
   call xs_read
   cmp eax, 17
@@ -233,23 +218,9 @@ netfront_connect:
   mov edi, text_one
   call xs_write
   mov esi, path_state
-  mov edi, text_initialised
-  call xs_write
-  mov esi, backend_state_path
-  call xs_read
-  cmp word [xs_reply], "4"              ; "4" and its NUL: Connected
-  jne no_backend
-  mov esi, path_state
-  mov edi, text_connected
-  call xs_write
-  ret
-
-; ring_init: SHARED_RING_INIT of the ring page at EDX (req_prod, req_event, rsp_prod, rsp_event).
-ring_init:
-  mov dword [edx + RING_REQ_PROD], 0
-  mov dword [edx + RING_REQ_EVENT], 1
-  mov dword [edx + RING_RSP_PROD], 0
-  mov dword [edx + RING_RSP_EVENT], 1
+  call xenbus_connect
+  test eax, eax
+  jnz no_backend
   ret
 
 ; hex_nibble: AL = the value of the hex digit at ESI (ESI advances); CF set if it is not one.
@@ -410,12 +381,9 @@ path_rx_ring_ref: db "device/vif/0/rx-ring-ref", 0
 path_event_channel: db "device/vif/0/event-channel", 0
 path_request_rx_copy: db "device/vif/0/request-rx-copy", 0
 path_state: db "device/vif/0/state", 0
-suffix_state: db "/state", 0
 text_tx_ring_ref: db "8", 0
 text_rx_ring_ref: db "9", 0
 text_one: db "1", 0
-text_initialised: db "3", 0
-text_connected: db "4", 0
 
 section .bss
 alignb 4096
@@ -425,7 +393,6 @@ tx_page: resb 4096                      ; the frame the back end sends (granted 
 rx_buffers: resb 4096 * RX_BUFFERS      ; one granted page per posted receive buffer
 net_port: resd 1
 port_text: resb 12
-backend_state_path: resb 128
 %else
 msg_no_device: db "net: no virtio-net device at 0xfeb00000", 13, 10, 0
 

@@ -68,11 +68,7 @@ USER_CS        equ FLAT_RING3_CS
 USER_DS        equ FLAT_RING3_DS
 TIMER_NS       equ 100000              ; 10 kHz
 %else
-KERNEL_CS      equ 0x08
-KERNEL_DS      equ 0x10
-USER_CS        equ 0x18 | 3
-USER_DS        equ 0x20 | 3
-TSS_SEL        equ 0x28
+%include "gdt.inc"                     ; KERNEL_CS.., the GDT and the TSS
 %endif
 USER_CODE      equ 0x40000000          ; the shared user code page
 USER_STACK_TOP equ 0x80000000          ; stacks grow down from here...
@@ -120,25 +116,7 @@ _start:
   mov eax, [pv_first_free]
   mov [pool_next], eax
 %else
-  ; GDT and TSS (the TSS base is only known at link time: patch it in)
-  mov eax, tss
-  mov [gdt_tss + 2], ax
-  shr eax, 16
-  mov [gdt_tss + 4], al
-  mov [gdt_tss + 7], ah
-  lgdt [gdt_descriptor]
-  jmp KERNEL_CS:.reload
-.reload:
-  mov ax, KERNEL_DS
-  mov ds, ax
-  mov es, ax
-  mov ss, ax
-  mov fs, ax
-  mov gs, ax
-  mov dword [tss + 8], KERNEL_DS          ; SS0
-  mov word [tss + 102], 104               ; I/O map base beyond the limit: no ports for ring 3
-  mov ax, TSS_SEL
-  ltr ax
+  call gdt_init                           ; GDT and TSS (ESP0 is set per process)
   ; IDT: #PF, IRQ0 (vector 0x20 after the remap), INT 0x80 callable from ring 3
   call idt_init
   mov ecx, 14
@@ -778,31 +756,11 @@ trap_table:                               ; the IDT, for set_trap_table
   TRAP 0x80, 3 | TI_MASK_EVENTS, on_syscall ; DPL 3
   TRAP_TABLE_END
 tables_live: db 0                         ; kernel_pt is in use: page tables need hypercalls
-%else
-align 8
-gdt:
-  dq 0
-  dw 0xffff, 0
-  db 0, 0x9a, 0xcf, 0                     ; 0x08: ring-0 code, flat
-  dw 0xffff, 0
-  db 0, 0x92, 0xcf, 0                     ; 0x10: ring-0 data
-  dw 0xffff, 0
-  db 0, 0xfa, 0xcf, 0                     ; 0x18: ring-3 code
-  dw 0xffff, 0
-  db 0, 0xf2, 0xcf, 0                     ; 0x20: ring-3 data
-gdt_tss:
-  dw 103, 0
-  db 0, 0x89, 0, 0                        ; 0x28: 32-bit TSS, available (base patched)
-gdt_end:
-gdt_descriptor:
-  dw gdt_end - gdt - 1
-  dd gdt
 %endif
 
 section .bss
 alignb 4
 %ifndef PV
-tss: resb 104
 %endif
 current: resd 1
 pool_next: resd 1

@@ -80,11 +80,7 @@ KERNEL_DS equ FLAT_RING1_DS
 USER_CS   equ FLAT_RING3_CS
 USER_DS   equ FLAT_RING3_DS
 %else
-KERNEL_CS equ 0x08
-KERNEL_DS equ 0x10
-USER_CS   equ 0x18 | 3
-USER_DS   equ 0x20 | 3
-TSS_SEL   equ 0x28
+%include "gdt.inc"                        ; KERNEL_CS.., the GDT and the TSS
 %endif
 ITER      equ 1000
 PTE_P     equ 1
@@ -122,25 +118,8 @@ _start:
 %else
   cli
   mov esp, stack_top
-  mov eax, tss                            ; the TSS base is only known at link time
-  mov [gdt_tss + 2], ax
-  shr eax, 16
-  mov [gdt_tss + 4], al
-  mov [gdt_tss + 7], ah
-  lgdt [gdt_descriptor]
-  jmp KERNEL_CS:.reload
-.reload:
-  mov ax, KERNEL_DS
-  mov ds, ax
-  mov es, ax
-  mov fs, ax
-  mov gs, ax
-  mov ss, ax
+  call gdt_init
   mov dword [tss + 4], trap_stack_top     ; ESP0
-  mov dword [tss + 8], KERNEL_DS          ; SS0
-  mov word [tss + 102], 104               ; no I/O bitmap: no ports for ring 3
-  mov ax, TSS_SEL
-  ltr ax
   call idt_init
   xor ecx, ecx
   mov edx, on_divide_error
@@ -623,25 +602,6 @@ trap_table:                               ; the IDT, for set_trap_table
   TRAP 0x81, 3, on_user_done
   TRAP_TABLE_END
 cr3_op: dd MMUEXT_NEW_BASEPTR, 0, 0       ; struct mmuext_op; arg1 = the page directory's frame
-%else
-align 8
-gdt:
-  dq 0
-  dw 0xffff, 0
-  db 0, 0x9a, 0xcf, 0                     ; 0x08: ring-0 code, flat
-  dw 0xffff, 0
-  db 0, 0x92, 0xcf, 0                     ; 0x10: ring-0 data
-  dw 0xffff, 0
-  db 0, 0xfa, 0xcf, 0                     ; 0x18: ring-3 code
-  dw 0xffff, 0
-  db 0, 0xf2, 0xcf, 0                     ; 0x20: ring-3 data
-gdt_tss:
-  dw 103, 0
-  db 0, 0x89, 0, 0                        ; 0x28: 32-bit TSS, available (base patched)
-gdt_end:
-gdt_descriptor:
-  dw gdt_end - gdt - 1
-  dd gdt
 %endif
 
 section .bss
@@ -651,7 +611,6 @@ page_table: resb 4096
 test_page: resb 4096                      ; touched only by pgfault
 alignb 4
 %ifndef PV
-tss: resb 104
 %endif
 kernel_esp: resd 1
 test_pte: resd 1

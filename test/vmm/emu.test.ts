@@ -23,6 +23,7 @@ import { type BootPayload, createVm, type VirtualMachine, type VmIo } from "../.
 import {
   debugExitPort,
   flat32,
+  flatTables,
   picInit,
   REAL_MODE_PRINT_AND_INT,
   realMode,
@@ -123,19 +124,7 @@ timer:
   mov al, 0x20
   out 0x20, al
   iret
-align 8
-gdt:
-  dq 0
-  dq 0x00cf9a000000ffff
-  dq 0x00cf92000000ffff
-gdtr:
-  dw 3 * 8 - 1
-  dd gdt
-idt:
-  times 0x21 dq 0x00008e0000080000
-idtr:
-  dw 0x21 * 8 - 1
-  dd idt
+${flatTables(0x21)}
 `),
         100_000_000
       )

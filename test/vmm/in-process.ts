@@ -45,6 +45,27 @@ export const picInit = (mask: number) => `
   out 0x21, al
 `
 
+/**
+ * Assembly data for flat 32-bit code: a GDT (0x08 code, 0x10 data, base 0, 4 GiB) and an IDT of `vectors`
+ * DPL-0 interrupt gates through 0x08 with offset 0 (the program writes each handler's address into the gates
+ * it uses), labels `gdtr` and `idtr` for LGDT / LIDT and `idt` for the gates.
+ */
+export const flatTables = (vectors: number) => `
+align 8
+gdt:
+  dq 0
+  dq 0x00cf9a000000ffff
+  dq 0x00cf92000000ffff
+gdtr:
+  dw 3 * 8 - 1
+  dd gdt
+idt:
+  times ${vectors} dq 0x00008e0000080000
+idtr:
+  dw ${vectors} * 8 - 1
+  dd idt
+`
+
 export const realMode = (source: string): BootPayload =>
   realModePayload(assemble(`bits 16\norg 0x7c00\n${source}`).bytes)
 export const flat32 = (source: string): BootPayload => flat32Payload(assemble(`bits 32\norg 0x100000\n${source}`).bytes)

@@ -12,7 +12,7 @@ import { Kernel } from "../../kernel/boot.ts"
 import { Worlds } from "../../kernel/sched/runtime.ts"
 import { defaultVmConfig } from "../../vmm/config.ts"
 import { createVm } from "../../vmm/vm.ts"
-import { debugExitPort, flat32, picInit, testMachine } from "./in-process.ts"
+import { debugExitPort, flat32, flatTables, picInit, testMachine } from "./in-process.ts"
 
 describe("interrupts from outside the VM's run", () => {
   it.effect("wake a vCPU halted with nothing armed", () =>
@@ -43,19 +43,7 @@ handler:
   xor al, al
   out 0xf4, al
   hlt
-align 8
-gdt:
-  dq 0
-  dq 0x00cf9a000000ffff
-  dq 0x00cf92000000ffff
-gdtr:
-  dw 3 * 8 - 1
-  dd gdt
-idt:
-  times 0x26 dq 0x00008e0000080000
-idtr:
-  dw 0x26 * 8 - 1
-  dd idt
+${flatTables(0x26)}
 `),
         {
           console: (b) => (out += String.fromCharCode(b)),
